@@ -1,0 +1,1 @@
+"""Image sources (CIFAR-10 binary archive, image folders, synthetic patterns) and splits."""

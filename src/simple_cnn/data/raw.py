@@ -1,0 +1,82 @@
+"""The in-memory form every source produces, the train/val split, and dataset statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simple_cnn.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class RawImages:
+    """Decoded images as uint8 (N, H, W, C) with int64 labels, before the train/val split."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: list[str]
+
+    def validate(self, origin: str) -> RawImages:
+        """Check shapes, dtypes and label range; ``origin`` names the source in errors."""
+        n_classes = len(self.class_names)
+        for split in ("train", "test"):
+            images = getattr(self, f"{split}_images")
+            labels = getattr(self, f"{split}_labels")
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+                raise DataError(
+                    f"{origin}: {split} images must be uint8 (N, H, W, 1 or 3), "
+                    f"got {images.dtype} {images.shape}."
+                )
+            if len(images) != len(labels) or len(images) == 0:
+                raise DataError(
+                    f"{origin}: {split} has {len(images)} images and {len(labels)} labels."
+                )
+            if labels.min() < 0 or labels.max() >= n_classes:
+                raise DataError(
+                    f"{origin}: {split} labels must lie in 0-{n_classes - 1} "
+                    f"({n_classes} classes), found {labels.min()}..{labels.max()}."
+                )
+        return self
+
+
+def stratified_split(
+    labels: np.ndarray, val_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) with ``val_size`` items held out in the class proportions of ``labels``."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(labels)
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
+        raise ConfigError(f"ingestion.val_size must be a whole number >= 0, got {val_size!r}.")
+    if val_size >= n:
+        raise ConfigError(
+            f"ingestion.val_size={val_size} must be smaller than the training set ({n} images): "
+            f"choose a value below {n}, e.g. {max(n // 10, 1)}."
+        )
+    indices = np.arange(n)
+    if val_size == 0:
+        return indices, indices[:0]
+    n_classes = len(np.unique(labels))
+    stratify = labels if n_classes <= val_size and n - val_size >= n_classes else None
+    train, val = train_test_split(
+        indices, test_size=val_size, random_state=seed, shuffle=True, stratify=stratify
+    )
+    return np.sort(train), np.sort(val)
+
+
+def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images, on the 0-1 scale."""
+    channels = images.shape[-1]
+    total = np.zeros(channels, dtype=np.float64)
+    total_sq = np.zeros(channels, dtype=np.float64)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].reshape(-1, channels).astype(np.float64)
+        total += block.sum(axis=0)
+        total_sq += np.square(block).sum(axis=0)
+    count = images.size // channels
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return (mean / 255.0).tolist(), (std / 255.0).tolist()

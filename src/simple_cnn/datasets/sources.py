@@ -1,0 +1,57 @@
+"""Catalog entries for raw image sources. Loading one returns a handle, not the images.
+
+The ingestion node reads only the source that ``ingestion.source`` selects, so a run on
+synthetic data never touches (or downloads) the CIFAR-10 archive. This is the same lazy
+pattern as kedro-datasets' ``PartitionedDataset``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from simple_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL, Cifar10Archive
+from simple_cnn.data.image_folder import ImageFolder
+
+
+class _ReadOnlySource(AbstractDataset):
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"{type(self).__name__} is a read-only source of raw images.")
+
+    def _exists(self) -> bool:
+        return Path(self._path).exists()
+
+
+class Cifar10ArchiveDataset(_ReadOnlySource):
+    """The official ``cifar-10-binary.tar.gz``; ``load()`` returns a :class:`Cifar10Archive`
+    whose ``read()`` downloads (if missing), verifies and parses it."""
+
+    def __init__(self, *, filepath: str, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self._path = filepath
+        self._url = str(url)
+        self._md5 = None if md5 is None else str(md5)
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._path, "url": self._url, "md5": self._md5}
+
+    def load(self) -> Cifar10Archive:
+        return Cifar10Archive(Path(self._path), url=self._url, md5=self._md5)
+
+
+class ImageFolderDataset(_ReadOnlySource):
+    """A folder or ``.tar(.gz)`` of ``<split>/<class>/<image>``; ``load()`` returns an
+    :class:`ImageFolder` whose ``read(image_size)`` decodes and resizes the images."""
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = path
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._path}
+
+    def load(self) -> ImageFolder:
+        return ImageFolder(Path(self._path))

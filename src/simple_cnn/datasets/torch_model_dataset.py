@@ -1,0 +1,34 @@
+"""``TorchStateDictDataset``: PyTorch weights in the catalog, loaded safely."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+from kedro.io.core import DatasetError
+
+from simple_cnn.datasets._base import FileDataset
+
+
+class TorchStateDictDataset(FileDataset):
+    """Saves a module's ``state_dict`` (or any dict of tensors) with ``torch.save``.
+
+    Loading uses ``weights_only=True``: only tensors and plain containers are read back,
+    never arbitrary pickled objects. Tensors load onto the CPU.
+    """
+
+    def load(self) -> dict[str, Any]:
+        with self._fs.open(self._load_path(), "rb") as handle:
+            buffer = io.BytesIO(handle.read())
+        return torch.load(buffer, map_location="cpu", weights_only=True)
+
+    def save(self, data: dict[str, Any] | torch.nn.Module) -> None:
+        if isinstance(data, torch.nn.Module):
+            data = data.state_dict()
+        if not isinstance(data, dict):
+            raise DatasetError(
+                f"TorchStateDictDataset saves a state_dict (dict), got {type(data).__name__}."
+            )
+        cpu = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in data.items()}
+        self._write(lambda handle: torch.save(cpu, handle))

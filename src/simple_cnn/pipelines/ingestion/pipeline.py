@@ -1,0 +1,43 @@
+"""Ingestion: ``cifar10_archive`` / ``image_folder`` / synthetic -> versioned splits."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from simple_cnn.pipelines.ingestion.nodes import (
+    load_raw_images,
+    plot_sample_images,
+    split_train_val,
+    summarise_splits,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                load_raw_images,
+                inputs=["cifar10_archive", "image_folder", "params:ingestion"],
+                outputs="raw_images",
+                name="load_raw_images",
+            ),
+            node(
+                split_train_val,
+                inputs=["raw_images", "params:ingestion"],
+                outputs=["train_split", "val_split", "test_split", "class_names"],
+                name="split_train_val",
+            ),
+            node(
+                summarise_splits,
+                inputs=["train_split", "val_split", "test_split", "class_names"],
+                outputs="dataset_summary",
+                name="summarise_splits",
+            ),
+            node(
+                plot_sample_images,
+                inputs=["train_split", "class_names"],
+                outputs="sample_images_plot",
+                name="plot_sample_images",
+                tags=["plots"],
+            ),
+        ],
+        tags="ingestion",
+    )
