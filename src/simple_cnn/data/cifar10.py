@@ -161,14 +161,15 @@ def download(
 
 
 def _parse_batch(data: bytes, name: str, archive: Path) -> tuple[np.ndarray, np.ndarray]:
-    expected = RECORD_BYTES * RECORDS_PER_BATCH
-    if len(data) != expected:
+    count, rest = divmod(len(data), RECORD_BYTES)
+    if rest or not count:
         raise DataError(
-            f"{archive}: member {name} is {len(data):,} bytes, expected {expected:,} "
-            f"({RECORDS_PER_BATCH:,} records of {RECORD_BYTES} bytes). The archive is not the "
-            "CIFAR-10 binary version or is damaged: delete it and download it again."
+            f"{archive}: member {name} is {len(data):,} bytes, not a whole number of "
+            f"{RECORD_BYTES}-byte records (the official batches hold {RECORDS_PER_BATCH:,}, "
+            f"{RECORD_BYTES * RECORDS_PER_BATCH:,} bytes). The archive is not the CIFAR-10 "
+            "binary version or is damaged: delete it and download it again."
         )
-    records = np.frombuffer(data, dtype=np.uint8).reshape(RECORDS_PER_BATCH, RECORD_BYTES)
+    records = np.frombuffer(data, dtype=np.uint8).reshape(count, RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
     if labels.max() >= NUM_CLASSES:
         bad = int(np.flatnonzero(labels >= NUM_CLASSES)[0])
@@ -176,7 +177,7 @@ def _parse_batch(data: bytes, name: str, archive: Path) -> tuple[np.ndarray, np.
             f"{archive}: member {name} has label {labels[bad]} at record {bad}; CIFAR-10 "
             f"labels are 0-{NUM_CLASSES - 1}. The archive is damaged or not CIFAR-10."
         )
-    images = records[:, 1:].reshape(RECORDS_PER_BATCH, 3, 32, 32).transpose(0, 2, 3, 1)
+    images = records[:, 1:].reshape(count, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 
 
@@ -239,13 +240,10 @@ class Cifar10Archive:
         return parse_archive(self.fetch(progress=progress))
 
 
-def write_archive(path: str | os.PathLike, raw: RawImages) -> Path:
-    """Write images in the official binary layout (tests and benchmarks build archives with it).
-
-    Train images are split over five batches and test images make the test batch, so each
-    split must hold 5 x 10,000 and 10,000 images for a real archive; smaller arrays are padded
-    by repetition to that count, which keeps the layout exact.
-    """
+def write_archive(path: str | os.PathLike, raw: RawImages, compresslevel: int = 1) -> Path:
+    """Write 32x32 RGB images in the official binary layout: train images spread over the
+    five ``data_batch_*.bin`` members, test images in ``test_batch.bin``. Tests and
+    benchmarks build their archives with it."""
     import io
 
     path = Path(path)
@@ -256,23 +254,18 @@ def write_archive(path: str | os.PathLike, raw: RawImages) -> Path:
         records[:, 1:] = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
         return records.tobytes()
 
-    def fill(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        index = np.arange(n) % len(images)
-        return images[index], labels[index]
-
-    train_images, train_labels = fill(raw.train_images, raw.train_labels, 5 * RECORDS_PER_BATCH)
-    test_images, test_labels = fill(raw.test_images, raw.test_labels, RECORDS_PER_BATCH)
+    chunks = zip(
+        np.array_split(raw.train_images, len(TRAIN_MEMBERS)),
+        np.array_split(raw.train_labels, len(TRAIN_MEMBERS)),
+    )
     members = {
-        f"cifar-10-batches-bin/{name}": batch_bytes(
-            train_images[i * RECORDS_PER_BATCH : (i + 1) * RECORDS_PER_BATCH],
-            train_labels[i * RECORDS_PER_BATCH : (i + 1) * RECORDS_PER_BATCH],
-        )
-        for i, name in enumerate(TRAIN_MEMBERS)
+        f"cifar-10-batches-bin/{name}": batch_bytes(images, labels)
+        for name, (images, labels) in zip(TRAIN_MEMBERS, chunks)
     }
-    members[f"cifar-10-batches-bin/{TEST_MEMBER}"] = batch_bytes(test_images, test_labels)
+    members[f"cifar-10-batches-bin/{TEST_MEMBER}"] = batch_bytes(raw.test_images, raw.test_labels)
     members[f"cifar-10-batches-bin/{META_MEMBER}"] = ("\n".join(raw.class_names) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+    with tarfile.open(path, "w:gz", compresslevel=compresslevel) as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

@@ -1,0 +1,113 @@
+"""Shared fixtures: small archives in the official layout, a local HTTP server, a project copy."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from simple_cnn.data.cifar10 import write_archive
+from simple_cnn.data.raw import RawImages
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck"]
+
+
+def small_raw(n_train: int = 100, n_test: int = 30, seed: int = 0) -> RawImages:
+    rng = np.random.default_rng(seed)
+    return RawImages(
+        train_images=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        train_labels=np.arange(n_train, dtype=np.int64) % 10,
+        test_images=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        test_labels=np.arange(n_test, dtype=np.int64) % 10,
+        class_names=list(CIFAR_CLASSES),
+    )
+
+
+@pytest.fixture
+def raw() -> RawImages:
+    return small_raw()
+
+
+@pytest.fixture
+def archive(tmp_path, raw) -> Path:
+    return write_archive(tmp_path / "cifar-10-binary.tar.gz", raw)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files`` with Range support; ``server.fail_first`` breaks early replies."""
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):  # noqa: N802
+        server = self.server
+        server.requests.append(dict(self.headers))
+        data = server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        if "Range" in self.headers:
+            start = int(self.headers["Range"].split("=")[1].split("-")[0])
+        if server.fail_first > 0:  # send half of what is asked, then hang up
+            server.fail_first -= 1
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            self.wfile.write(data[start : start + (len(data) - start) // 2])
+            return
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture
+def http_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.files, server.requests, server.fail_first = {}, [], 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the project's conf/ and empty data/ layers in a temporary folder."""
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf",
+                    ignore=shutil.ignore_patterns("credentials*"))
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(PROJECT_ROOT / ".telemetry", root / ".telemetry")
+    (root / "src").mkdir()  # the package itself is installed; Kedro only wants the folder
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input",
+                  "06_models", "07_model_output", "08_reporting"):
+        (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset that the runner cannot release, so tests can read intermediate outputs."""
+
+    def _release(self) -> None:
+        pass
+
+
+def run_sliced(pipeline, inputs: dict, **run_kwargs) -> DataCatalog:
+    """Run ``pipeline`` on an in-memory catalog holding ``inputs``; every output stays readable."""
+    catalog = DataCatalog({name: MemoryDataset(value) for name, value in inputs.items()})
+    for name in pipeline.datasets() - set(inputs):
+        catalog[name] = KeptDataset()
+    SequentialRunner().run(pipeline, catalog, **run_kwargs)
+    return catalog

@@ -1,0 +1,94 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from simple_cnn.data.cifar10 import Cifar10Archive, md5_of
+from simple_cnn.data.image_folder import ImageFolder
+from simple_cnn.errors import ConfigError
+from simple_cnn.pipelines.ingestion import create_pipeline
+from tests.conftest import run_sliced
+
+PARAMS = {"source": "synthetic", "val_size": 200, "seed": 1, "image_size": 32,
+          "synthetic": {"n_train": 1000, "n_test": 300}}
+
+
+def run_ingestion(params, archive=None, folder=None):
+    return run_sliced(create_pipeline(), {
+        "cifar10_archive": Cifar10Archive(archive, md5="none") if archive else None,
+        "image_folder": ImageFolder(folder) if folder else None,
+        "params:ingestion": params,
+    })
+
+
+def test_synthetic_ingestion_makes_stratified_splits_and_stats():
+    catalog = run_ingestion(PARAMS)
+    train, val = catalog.load("train_split"), catalog.load("val_split")
+    assert train["images"].shape == (800, 32, 32, 3) and val["images"].shape == (200, 32, 32, 3)
+    assert np.bincount(val["labels"]).tolist() == [20] * 10  # stratified
+    summary = catalog.load("dataset_summary")
+    assert summary["counts"]["test"]["total"] == 300
+    expected = (train["images"].reshape(-1, 3) / 255.0).mean(axis=0)
+    np.testing.assert_allclose(summary["train_pixel_mean"], expected, rtol=1e-9)
+
+
+def test_split_is_seeded():
+    a = run_ingestion(PARAMS).load("val_split")["images"]
+    b = run_ingestion(PARAMS).load("val_split")["images"]
+    c = run_ingestion({**PARAMS, "seed": 2}).load("val_split")["images"]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_cifar10_source_reads_the_archive(archive):
+    catalog = run_ingestion({**PARAMS, "source": "cifar10", "val_size": 20}, archive=archive)
+    assert len(catalog.load("train_split")["labels"]) == 80
+    assert catalog.load("class_names")[0] == "airplane"
+
+
+def test_unknown_source_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match="ingestion.source='mnist'.*cifar10, image_folder, synthetic"):
+        run_ingestion({**PARAMS, "source": "mnist"})
+
+
+def test_val_size_not_below_train_size_is_refused():
+    with pytest.raises(ConfigError, match="ingestion.val_size=1000 must be smaller"):
+        run_ingestion({**PARAMS, "val_size": 1000})
+
+
+def _versions(project, name, layer="03_primary"):
+    return sorted(p.name for p in (project / "data" / layer / name).iterdir())
+
+
+def test_smoke_env_through_a_real_session_and_failed_run_keeps_versions(project):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="smoke") as session:
+        session.run(pipeline_name="ingestion")
+    before = _versions(project, "train_split.npz")
+    assert len(before) == 1
+    summary_dir = project / "data/08_reporting/dataset_summary.json" / before[0]
+    assert json.loads((summary_dir / "dataset_summary.json").read_text())["counts"]["val"]["total"] == 500
+
+    with pytest.raises(ConfigError):
+        with KedroSession.create(project_path=project, env="smoke",
+                                 runtime_params={"ingestion": {"val_size": 10**6}}) as session:
+            session.run(pipeline_name="ingestion")
+    assert _versions(project, "train_split.npz") == before
+    with KedroSession.create(project_path=project, env="smoke") as session:
+        context = session.load_context()
+        assert len(context.catalog.load("train_split")["labels"]) == 2000
+
+
+def test_cli_gives_a_readable_error_and_non_zero_exit(project, archive):
+    (project / "data/01_raw/cifar-10-binary.tar.gz").write_bytes(archive.read_bytes()[:5000])
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipeline", "ingestion",
+         "--params", f"cifar10_md5={md5_of(archive)}"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Checksum mismatch" in result.stdout + result.stderr

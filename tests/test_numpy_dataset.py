@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+from kedro.io import DatasetError, Version
+
+from simple_cnn.datasets import NumpyDataset, TorchStateDictDataset
+
+
+def test_npz_roundtrip(tmp_path):
+    data = {"images": np.arange(24, dtype=np.uint8).reshape(2, 2, 2, 3), "labels": np.array([1, 0])}
+    dataset = NumpyDataset(filepath=str(tmp_path / "split.npz"))
+    dataset.save(data)
+    loaded = dataset.load()
+    assert loaded.keys() == data.keys()
+    np.testing.assert_array_equal(loaded["images"], data["images"])
+
+
+def test_npy_roundtrip_with_mmap(tmp_path):
+    array = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    NumpyDataset(filepath=str(tmp_path / "a.npy")).save(array)
+    loaded = NumpyDataset(filepath=str(tmp_path / "a.npy"), mmap_mode="r").load()
+    assert isinstance(loaded, np.memmap)
+    np.testing.assert_array_equal(loaded, array)
+
+
+def test_versions_accumulate_and_old_ones_stay_loadable(tmp_path):
+    path = str(tmp_path / "a.npy")
+    NumpyDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(np.zeros(3))
+    NumpyDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z")).save(np.ones(3))
+    latest = NumpyDataset(filepath=path, version=Version(None, None)).load()
+    oldest = NumpyDataset(filepath=path, version=Version("2026-01-01T00.00.00.000Z", None)).load()
+    np.testing.assert_array_equal(latest, np.ones(3))
+    np.testing.assert_array_equal(oldest, np.zeros(3))
+
+
+def test_failed_save_leaves_no_version_behind(tmp_path):
+    path = str(tmp_path / "a.npz")
+    NumpyDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save({"x": np.ones(2)})
+    broken = NumpyDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z"))
+    with pytest.raises(DatasetError):
+        broken.save({"x": np.ones(2), "bad": [object()]})
+    latest = NumpyDataset(filepath=path, version=Version(None, None)).load()
+    np.testing.assert_array_equal(latest["x"], np.ones(2))
+
+
+def test_bad_suffix_and_type_are_rejected(tmp_path):
+    with pytest.raises(DatasetError, match=".npy .* or .npz"):
+        NumpyDataset(filepath=str(tmp_path / "a.csv"))
+    with pytest.raises(DatasetError, match="saves one array"):
+        NumpyDataset(filepath=str(tmp_path / "a.npy")).save({"a": np.ones(1)})
+
+
+def test_state_dict_roundtrip_with_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    dataset = TorchStateDictDataset(filepath=str(tmp_path / "m.pt"), version=Version(None, None))
+    dataset.save(model)
+    loaded = TorchStateDictDataset(filepath=str(tmp_path / "m.pt"), version=Version(None, None)).load()
+    torch.testing.assert_close(loaded["weight"], model.weight.detach())
