@@ -67,3 +67,120 @@ def per_class_bars(report: dict, class_names: Sequence[str], title: str) -> Figu
     ax.legend(ncols=3, loc="lower right")
     ax.set_title(title)
     return fig
+
+
+def training_curves(history: dict) -> Figure:
+    """Loss and accuracy per epoch, train beside validation."""
+    epochs = history["epoch"]
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, history["train_loss"], "o-", label="train")
+    loss_ax.plot(epochs, history["val_loss"], "o-", label="val")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    acc_ax.plot(epochs, history["train_accuracy"], "o-", label="train (augmented)")
+    acc_ax.plot(epochs, history["val_accuracy"], "o-", label="val")
+    acc_ax.axvline(history.get("best_epoch", epochs[-1]), color="gray", ls=":", label="best epoch")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def lr_schedule(history: dict) -> Figure:
+    """The learning rate actually used at every optimiser step, warmup shaded."""
+    lrs = history["lr_per_step"]
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(np.arange(1, len(lrs) + 1), lrs)
+    warmup = history.get("warmup_steps", 0)
+    if warmup:
+        ax.axvspan(0, warmup, color="orange", alpha=0.2, label=f"warmup ({warmup} steps)")
+        ax.legend()
+    steps = history.get("steps_per_epoch")
+    if steps:
+        for epoch in range(1, len(lrs) // steps + 1):
+            ax.axvline(epoch * steps, color="gray", lw=0.5, alpha=0.4)
+    ax.set(xlabel="optimiser step", ylabel="learning rate", title="Learning-rate schedule")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def activation_curves(negative_slope: float = 0.3) -> Figure:
+    """ReLU, LeakyReLU and GELU: responses and derivatives."""
+    import torch
+
+    x = torch.linspace(-4, 4, 401, requires_grad=True)
+    functions = {
+        "ReLU": torch.nn.functional.relu,
+        f"LeakyReLU ({negative_slope})": lambda t: torch.nn.functional.leaky_relu(t, negative_slope),
+        "GELU": torch.nn.functional.gelu,
+    }
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    value_ax, grad_ax = fig.subplots(1, 2)
+    for name, fn in functions.items():
+        y = fn(x)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        value_ax.plot(x.detach(), y.detach(), label=name)
+        grad_ax.plot(x.detach(), grad, label=name)
+    value_ax.set(title="response f(x)", xlabel="x")
+    grad_ax.set(title="derivative f'(x): zero means no gradient flows", xlabel="x")
+    for ax in (value_ax, grad_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def feature_maps(images: np.ndarray, maps: np.ndarray, layer: str, n_maps: int = 8) -> Figure:
+    """Each row: one input image, then the first ``n_maps`` channels of ``layer``'s output."""
+    n_images = len(images)
+    n_maps = min(n_maps, maps.shape[1])
+    fig = Figure(figsize=(1.2 * (n_maps + 1), 1.25 * n_images + 0.4), layout="constrained")
+    axes = fig.subplots(n_images, n_maps + 1, squeeze=False)
+    for row in range(n_images):
+        axes[row, 0].imshow(images[row].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
+        for col in range(n_maps):
+            axes[row, col + 1].imshow(maps[row, col], cmap="viridis")
+        for ax in axes[row]:
+            ax.set_axis_off()
+    for col in range(n_maps):
+        axes[0, col + 1].set_title(f"ch {col}", fontsize=8)
+    fig.suptitle(f"Feature maps of {layer}")
+    return fig
+
+
+def misclassified(
+    images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+    n: int = 24,
+) -> Figure:
+    """The first ``n`` misclassified test images, titled true -> predicted."""
+    wrong = np.flatnonzero(y_true != y_pred)[:n]
+    cols = 8
+    rows = max(1, int(np.ceil(len(wrong) / cols)))
+    fig = Figure(figsize=(cols * 1.4, rows * 1.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
+        ax.set_title(f"{class_names[y_true[i]]}\n-> {class_names[y_pred[i]]}", fontsize=7)
+    fig.suptitle(f"Misclassified test images ({len(np.flatnonzero(y_true != y_pred))} in all)")
+    return fig
+
+
+def augmentation_preview(originals: np.ndarray, views: list[np.ndarray], preset: str) -> Figure:
+    """Each row: an original image, then augmented views of it (all uint8 HWC, 0-255)."""
+    n, n_views = len(originals), len(views)
+    fig = Figure(figsize=(1.3 * (n_views + 1), 1.35 * n + 0.4), layout="constrained")
+    axes = fig.subplots(n, n_views + 1, squeeze=False)
+    for row in range(n):
+        axes[row, 0].imshow(originals[row].squeeze())
+        for col in range(n_views):
+            axes[row, col + 1].imshow(views[col][row].squeeze())
+        for ax in axes[row]:
+            ax.set_axis_off()
+    axes[0, 0].set_title("original", fontsize=8)
+    for col in range(n_views):
+        axes[0, col + 1].set_title(f"view {col + 1}", fontsize=8)
+    fig.suptitle(f"Augmentation preset '{preset}'")
+    return fig

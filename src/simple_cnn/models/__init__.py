@@ -1,0 +1,5 @@
+"""Models: ``SimpleCNN`` and its configuration."""
+
+from simple_cnn.models.simple_cnn import ACTIVATIONS, NORMS, ModelConfig, SimpleCNN, make_activation
+
+__all__ = ["ACTIVATIONS", "NORMS", "ModelConfig", "SimpleCNN", "make_activation"]

@@ -1,0 +1,230 @@
+"""Nodes of the cnn pipeline. Heavy lifting lives in the core modules; these glue params to it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from simple_cnn import params as P
+from simple_cnn import plots
+from simple_cnn.augment import BatchAugment, resolve_preset
+from simple_cnn.errors import ConfigError
+from simple_cnn.metrics import classification_metrics
+from simple_cnn.models import ModelConfig, SimpleCNN
+from simple_cnn.training import TrainConfig, fit, predict_logits
+from simple_cnn.training.config import resolve_amp, resolve_device
+from simple_cnn.training.diagnostics import activation_stats
+from simple_cnn.training.loop import amp_name, autocast_factory, to_device_images
+
+logger = logging.getLogger(__name__)
+
+Split = dict[str, np.ndarray]
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
+
+def _model_config(params: dict[str, Any], summary: dict[str, Any]) -> ModelConfig:
+    height, width, _ = summary["image_shape"]
+    if height != width:
+        raise ConfigError(f"SimpleCNN expects square images, the dataset has {height}x{width}.")
+    return ModelConfig.from_params(
+        P.require(params, "model", "cnn"),
+        num_classes=len(summary["class_names"]),
+        image_size=height,
+    )
+
+
+def _images(images: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """RGB uint8 (N, H, W, 3) -> what the model takes (gray when ``in_channels`` is 1)."""
+    if config.in_channels == 3 or images.shape[-1] == 1:
+        return images
+    gray = np.tensordot(images.astype(np.float32), GRAY_WEIGHTS.astype(np.float32), axes=([-1], [0]))
+    return gray.round().clip(0, 255).astype(np.uint8)[..., None]
+
+
+def _augment(params: dict[str, Any], summary: dict[str, Any], config: ModelConfig, n_train: int) -> BatchAugment:
+    mean, std = np.array(summary["train_pixel_mean"]), np.array(summary["train_pixel_std"])
+    if config.in_channels == 1:  # gray = weighted channel sum: exact for the mean, close for std
+        mean, std = mean[None] @ GRAY_WEIGHTS, std[None] @ GRAY_WEIGHTS
+    preset = resolve_preset(P.require(P.require(params, "augmentation", "cnn"), "preset",
+                                      "cnn.augmentation"), n_train)
+    return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes, config.image_size)
+
+
+def _load_model(weights: dict[str, torch.Tensor], config: ModelConfig) -> SimpleCNN:
+    model = SimpleCNN(config)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ConfigError(
+            "The saved cnn_model does not fit cnn.model's current shape; re-run train_cnn, or "
+            f"load the matching version with --load-versions. ({error})"
+        ) from error
+    return model.eval()
+
+
+def train_cnn(
+    train_split: Split, val_split: Split, dataset_summary: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train SimpleCNN; return the best validation epoch's weights and the training history."""
+    config = _model_config(params, dataset_summary)
+    train_config = TrainConfig.from_params(P.require(params, "training", "cnn"))
+    augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
+    model = SimpleCNN(config)
+    result = fit(
+        model,
+        _images(train_split["images"], config), train_split["labels"],
+        _images(val_split["images"], config), val_split["labels"],
+        augment, train_config, model_config=asdict(config),
+    )
+    history = {**result.history, "device": result.device, "amp": result.amp,
+               "augmentation": augment.preset}
+    logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
+                history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
+    return result.best_state, history
+
+
+def summarise_cnn(dataset_summary: dict[str, Any], params: dict[str, Any]) -> str:
+    """A torchinfo summary: per-layer output shapes and parameter counts."""
+    from torchinfo import summary
+
+    config = _model_config(params, dataset_summary)
+    stats = summary(SimpleCNN(config), input_size=(1, config.in_channels, config.image_size,
+                    config.image_size), col_names=("output_size", "num_params"), verbose=0,
+                    device="cpu")
+    return f"SimpleCNN({config})\n\n{stats}\n"
+
+
+def _inference(params: dict[str, Any]):
+    train_config = TrainConfig.from_params(P.require(params, "training", "cnn"))
+    device = resolve_device(train_config.device)
+    amp = resolve_amp(train_config.amp, device)
+    return device, amp, autocast_factory(device, amp)
+
+
+def evaluate_cnn(
+    cnn_model: dict[str, torch.Tensor],
+    test_split: Split,
+    dataset_summary: dict[str, Any],
+    cnn_training_history: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[Split, dict[str, Any]]:
+    """Test predictions (optionally averaged with the mirrored image) and metrics."""
+    evaluation = P.require(params, "evaluation", "cnn")
+    flip_tta = P.flag(evaluation, "flip_tta", "cnn.evaluation")
+    batch_size = P.number(evaluation, "batch_size", "cnn.evaluation", integer=True, low=1)
+    config = _model_config(params, dataset_summary)
+    device, amp, autocast = _inference(params)
+    model = _load_model(cnn_model, config).to(device).to(memory_format=torch.channels_last)
+    augment = _augment(params, dataset_summary, config, n_train=0)
+    images = to_device_images(_images(test_split["images"], config), device)
+    started = time.perf_counter()
+    logits = predict_logits(model, images, augment, autocast, batch_size, flip_tta=flip_tta)
+    probabilities = torch.softmax(logits, dim=1).cpu().numpy()
+    predict_seconds = time.perf_counter() - started
+    predictions = probabilities.argmax(1)
+    metrics = classification_metrics(test_split["labels"], predictions, dataset_summary["class_names"])
+    metrics.update(
+        model="SimpleCNN",
+        train_seconds=cnn_training_history["train_seconds"],
+        predict_seconds=predict_seconds,
+        epochs=len(cnn_training_history["epoch"]),
+        best_epoch=cnn_training_history["best_epoch"],
+        device=cnn_training_history["device"],
+        amp=cnn_training_history["amp"],
+        augmentation=cnn_training_history["augmentation"],
+        flip_tta=flip_tta,
+        n_parameters=sum(p.numel() for p in model.parameters()),
+    )
+    logger.info("CNN test accuracy %.4f, macro-F1 %.4f.", metrics["accuracy"], metrics["macro_f1"])
+    return {"predictions": predictions, "probabilities": probabilities.astype(np.float32)}, metrics
+
+
+def record_cnn_activation_stats(
+    cnn_model: dict[str, torch.Tensor], val_split: Split, dataset_summary: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Per-layer activation statistics for one validation batch (spot dead ReLUs, blow-ups)."""
+    config = _model_config(params, dataset_summary)
+    model = _load_model(cnn_model, config)
+    augment = _augment(params, dataset_summary, config, n_train=0)
+    images = torch.from_numpy(_images(val_split["images"][:256], config)).permute(0, 3, 1, 2)
+    return activation_stats(model, augment.prepare(images))
+
+
+def plot_cnn_training_curves(cnn_training_history: dict[str, Any]) -> Figure:
+    """Loss and accuracy per epoch."""
+    return plots.training_curves(cnn_training_history)
+
+
+def plot_cnn_lr_schedule(cnn_training_history: dict[str, Any]) -> Figure:
+    """The LR used at each step, warmup visible."""
+    return plots.lr_schedule(cnn_training_history)
+
+
+def plot_cnn_confusion_matrix(cnn_test_metrics: dict[str, Any], class_names: list[str]) -> Figure:
+    return plots.confusion_matrix_figure(
+        np.array(cnn_test_metrics["confusion_matrix"]), class_names,
+        f"SimpleCNN on test: accuracy {cnn_test_metrics['accuracy']:.1%}")
+
+
+def plot_activation_functions(params: dict[str, Any]) -> Figure:
+    """ReLU vs LeakyReLU vs GELU response curves (LeakyReLU with cnn.model.negative_slope)."""
+    model = P.require(params, "model", "cnn")
+    return plots.activation_curves(model.get("negative_slope", 0.3))
+
+
+def plot_cnn_feature_maps(
+    cnn_model: dict[str, torch.Tensor], test_split: Split, dataset_summary: dict[str, Any],
+    params: dict[str, Any],
+) -> Figure:
+    """Feature maps of ``cnn.plots.feature_map_layer`` for a few test images."""
+    plot_params = P.require(params, "plots", "cnn")
+    layer = P.require(plot_params, "feature_map_layer", "cnn.plots")
+    n_images = P.number(plot_params, "n_feature_map_images", "cnn.plots", integer=True, low=1, high=16)
+    config = _model_config(params, dataset_summary)
+    model = _load_model(cnn_model, config)
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        choices = [name for name in modules if name.startswith("features.") and name.count(".") == 2]
+        raise ConfigError(f"cnn.plots.feature_map_layer={layer!r} is not a layer of the model; "
+                          f"choose one of: {', '.join(choices)}.")
+    images = _images(test_split["images"][:n_images], config)
+    captured = {}
+    handle = modules[layer].register_forward_hook(lambda m, i, o: captured.setdefault("maps", o))
+    augment = _augment(params, dataset_summary, config, n_train=0)
+    with torch.no_grad():
+        model(augment.prepare(torch.from_numpy(images).permute(0, 3, 1, 2)))
+    handle.remove()
+    return plots.feature_maps(images, captured["maps"].float().numpy(), layer)
+
+
+def plot_cnn_misclassified(
+    test_split: Split, cnn_test_predictions: Split, class_names: list[str]
+) -> Figure:
+    return plots.misclassified(test_split["images"], test_split["labels"],
+                               cnn_test_predictions["predictions"], class_names)
+
+
+def preview_augmentation(
+    train_split: Split, dataset_summary: dict[str, Any], params: dict[str, Any]
+) -> Figure:
+    """Originals beside augmented views, as the model sees them (de-normalised for display)."""
+    config = _model_config(params, dataset_summary)
+    augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
+    torch.manual_seed(0)
+    originals = _images(train_split["images"][:6], config)
+    x = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(train_split["labels"][:6])
+    mean = torch.tensor(augment.normalize.mean)[:, None, None]
+    std = torch.tensor(augment.normalize.std)[:, None, None]
+    views = []
+    for _ in range(5):
+        out, _ = augment(x, y)
+        views.append(((out * std + mean).clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).numpy())
+    return plots.augmentation_preview(originals, views, augment.preset)

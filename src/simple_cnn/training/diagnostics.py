@@ -1,0 +1,104 @@
+"""Finding where numbers go bad: the NaN trap's layer search and per-layer activation statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import torch
+from torch import nn
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became inf or NaN; the message says when, at what LR, and in which layer."""
+
+
+def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
+
+
+def first_non_finite_layer(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    autocast: Callable[[], AbstractContextManager],
+) -> str:
+    """Re-run one batch with hooks armed and name the first place that is not finite.
+
+    Checked in order: parameters, forward activations (in execution order), then gradients
+    flowing back (nearest the loss first). The hooks exist only during this call.
+    """
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            return f"parameters of {name.rsplit('.', 1)[0]} ({name}) are already non-finite"
+    found: list[str] = []
+    handles = []
+
+    def forward_hook(name):
+        def hook(module, inputs, output):
+            if not found and torch.is_tensor(output) and not torch.isfinite(output).all():
+                found.append(f"activations of {name} ({type(module).__name__})")
+        return hook
+
+    def backward_hook(name):
+        def hook(module, grad_input, grad_output):
+            grads = [g for g in (*grad_output, *grad_input) if g is not None]
+            if not found and any(not torch.isfinite(g).all() for g in grads):
+                found.append(f"gradients of {name} ({type(module).__name__})")
+        return hook
+
+    was_training = model.training
+    try:
+        for name, module in leaf_modules(model):
+            handles.append(module.register_forward_hook(forward_hook(name)))
+            handles.append(module.register_full_backward_hook(backward_hook(name)))
+        model.zero_grad(set_to_none=True)
+        with autocast():
+            logits = model(images)
+            loss = loss_fn(logits, targets)
+        if not found and not torch.isfinite(logits).all():
+            found.append("the logits")
+        if not found:
+            loss.backward()
+        if not found and not torch.isfinite(loss):
+            found.append("the loss function only (all activations finite)")
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return found[0] if found else "no layer on a re-run of the batch (the failure did not repeat)"
+
+
+@torch.no_grad()
+def activation_stats(model: nn.Module, images: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Mean/std/min/max of each layer's output for one batch, and the fraction of exact zeros
+    (dead or inactive units after a ReLU)."""
+    stats: dict[str, dict[str, float]] = {}
+    handles = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            out = output.detach().float()
+            stats[name] = {
+                "type": type(module).__name__,
+                "mean": out.mean().item(),
+                "std": out.std().item(),
+                "min": out.min().item(),
+                "max": out.max().item(),
+                "fraction_zero": (out == 0).float().mean().item(),
+            }
+        return record
+
+    was_training = model.training
+    model.eval()
+    try:
+        for name, module in leaf_modules(model):
+            handles.append(module.register_forward_hook(hook(name)))
+        model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return stats
