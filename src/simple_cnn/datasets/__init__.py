@@ -1,7 +1,13 @@
 """Custom Kedro catalog datasets: NumPy arrays, PyTorch weights and raw image sources."""
 
 from simple_cnn.datasets.numpy_dataset import NumpyDataset
-from simple_cnn.datasets.sources import Cifar10ArchiveDataset, ImageFolderDataset
+from simple_cnn.datasets.sources import (
+    CheckpointFileDataset,
+    Cifar10ArchiveDataset,
+    ImageFolderDataset,
+)
 from simple_cnn.datasets.torch_model_dataset import TorchStateDictDataset
 
-__all__ = ["Cifar10ArchiveDataset", "ImageFolderDataset", "NumpyDataset", "TorchStateDictDataset"]
+__all__ = [
+    "CheckpointFileDataset",
+    "Cifar10ArchiveDataset", "ImageFolderDataset", "NumpyDataset", "TorchStateDictDataset"]

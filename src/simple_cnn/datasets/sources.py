@@ -1,4 +1,5 @@
-"""Catalog entries for raw image sources. Loading one returns a handle, not the images.
+"""Catalog entries that hand a node a location rather than data: raw image sources and the
+training checkpoint. Loading a source returns a handle, not the images.
 
 The ingestion node reads only the source that ``ingestion.source`` selects, so a run on
 synthetic data never touches (or downloads) the CIFAR-10 archive. This is the same lazy
@@ -55,3 +56,22 @@ class ImageFolderDataset(_ReadOnlySource):
 
     def load(self) -> ImageFolder:
         return ImageFolder(Path(self._path))
+
+
+class CheckpointFileDataset(_ReadOnlySource):
+    """Where the training loop keeps its checkpoint; ``load()`` returns the file's ``Path``.
+
+    The loop writes the file itself (atomically, every epoch) because a checkpoint must be
+    saved *during* a node, not after it. Declaring it here keeps the location in the catalog
+    (so Kedro resolves it against the project root) and shows it in kedro-viz.
+    """
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = filepath
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._path}
+
+    def load(self) -> Path:
+        return Path(self._path)

@@ -41,7 +41,6 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     early_stopping_patience: int = 0
-    checkpoint_dir: str = "data/06_models/checkpoints"
     resume: bool = False
     progress_bar: bool = True
 

@@ -32,8 +32,6 @@ from simple_cnn.training.schedule import build_scheduler
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "last.pt"
-
 
 @dataclass
 class FitResult:
@@ -135,8 +133,8 @@ def load_checkpoint(path: Path, model_config: dict[str, Any]) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(
             f"cnn.training.resume is true but there is no checkpoint at {path}. Train once "
-            "with resume: false (checkpoints are written every epoch), or point "
-            "cnn.training.checkpoint_dir at the folder that holds last.pt."
+            "with resume: false (a checkpoint is written every epoch), or point the catalog "
+            "entry cnn_checkpoint at the file that holds one."
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if checkpoint.get("model_config") != model_config:
@@ -159,16 +157,21 @@ def fit(
     val_labels: np.ndarray,
     augment: BatchAugment,
     config: TrainConfig,
+    checkpoint_path: str | Path,
     model_config: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> FitResult:
-    """Train ``model``; return the weights of its best validation epoch and the history."""
+    """Train ``model``; return the weights of its best validation epoch and the history.
+
+    Seed the RNG before building ``model`` for reproducible initial weights; ``fit`` re-seeds
+    with ``config.seed`` for shuffling, augmentation and dropout.
+    """
     device = resolve_device(config.device)
     amp_dtype = resolve_amp(config.amp, device)
     steps_per_epoch = config.steps_per_epoch(len(train_images))
     config.check_schedule(steps_per_epoch)
     model_config = model_config or {}
-    checkpoint_path = Path(config.checkpoint_dir) / CHECKPOINT_NAME
+    checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path, model_config) if config.resume else None
 
     torch.manual_seed(config.seed)

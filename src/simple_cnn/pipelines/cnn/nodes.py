@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,18 +70,25 @@ def _load_model(weights: dict[str, torch.Tensor], config: ModelConfig) -> Simple
 
 
 def train_cnn(
-    train_split: Split, val_split: Split, dataset_summary: dict[str, Any], params: dict[str, Any]
+    train_split: Split,
+    val_split: Split,
+    dataset_summary: dict[str, Any],
+    cnn_checkpoint: Path,
+    params: dict[str, Any],
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train SimpleCNN; return the best validation epoch's weights and the training history."""
+    """Train SimpleCNN; return the best validation epoch's weights and the training history.
+
+    A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it)."""
     config = _model_config(params, dataset_summary)
     train_config = TrainConfig.from_params(P.require(params, "training", "cnn"))
     augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
+    torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
     result = fit(
         model,
         _images(train_split["images"], config), train_split["labels"],
         _images(val_split["images"], config), val_split["labels"],
-        augment, train_config, model_config=asdict(config),
+        augment, train_config, checkpoint_path=cnn_checkpoint, model_config=asdict(config),
     )
     history = {**result.history, "device": result.device, "amp": result.amp,
                "augmentation": augment.preset}

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from simple_cnn.augment import BatchAugment, random_crop_flip, resolve_preset
+from simple_cnn.errors import ConfigError
+
+
+def test_crop_and_flip_draw_parameters_per_image():
+    torch.manual_seed(0)
+    image = torch.arange(3 * 8 * 8, dtype=torch.uint8).reshape(1, 3, 8, 8)
+    batch = image.repeat(64, 1, 1, 1)
+    out = random_crop_flip(batch, padding=2)
+    distinct = {tuple(o.flatten().tolist()) for o in out}
+    assert len(distinct) > 10  # one transform call on a batch, many different crops
+
+
+def test_each_output_is_a_shifted_and_maybe_mirrored_window_of_the_padded_input():
+    torch.manual_seed(1)
+    image = torch.randint(1, 255, (1, 3, 8, 8), dtype=torch.uint8)
+    out = random_crop_flip(image.repeat(32, 1, 1, 1), padding=2)
+    padded = torch.nn.functional.pad(image[0], (2, 2, 2, 2))
+    windows = [padded[:, dy : dy + 8, dx : dx + 8] for dy in range(5) for dx in range(5)]
+    candidates = windows + [w.flip(-1) for w in windows]
+    for o in out:
+        assert any(torch.equal(o, c) for c in candidates)
+
+
+def test_no_padding_no_flip_is_identity():
+    x = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(random_crop_flip(x, padding=0, flip=False), x)
+
+
+@pytest.mark.parametrize("preset", ["standard", "seed", "medium", "heavy"])
+def test_presets_return_normalised_float_batches(preset):
+    torch.manual_seed(0)
+    augment = BatchAugment(preset, [0.5] * 3, [0.25] * 3, num_classes=10)
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    y = torch.arange(8) % 10
+    out, targets = augment(x, y)
+    assert out.shape == (8, 3, 32, 32) and out.dtype == torch.float32
+    if preset == "heavy":
+        assert targets.shape == (8, 10)
+        torch.testing.assert_close(targets.sum(1), torch.ones(8))
+    else:
+        assert torch.equal(targets, y)
+
+
+def test_eval_mode_only_normalises():
+    augment = BatchAugment("medium", [0.5] * 3, [0.25] * 3, num_classes=10)
+    x = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
+    out, _ = augment(x, torch.zeros(2, dtype=torch.long), train=False)
+    torch.testing.assert_close(out, torch.full((2, 3, 4, 4), 2.0))
+
+
+def test_auto_picks_by_training_set_size():
+    assert resolve_preset("auto", 5_000) == "heavy"
+    assert resolve_preset("auto", 45_000) == "medium"
+    assert resolve_preset("auto", 200_000) == "standard"
+    assert resolve_preset("seed", 10) == "seed"
+
+
+def test_unknown_preset_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match="preset='strong' .* standard, seed, medium, heavy, auto"):
+        resolve_preset("strong", 100)

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from matplotlib.figure import Figure
+
+from simple_cnn.errors import ConfigError
+from simple_cnn.pipelines.cnn import create_pipeline
+from simple_cnn.pipelines.ingestion.nodes import load_raw_images, split_train_val, summarise_splits
+from tests.conftest import PROJECT_ROOT, run_sliced
+
+SMOKE = yaml.safe_load((PROJECT_ROOT / "conf/smoke/parameters_cnn.yml").read_text())["cnn"]
+INGEST = {"source": "synthetic", "val_size": 300, "seed": 0, "image_size": 32,
+          "synthetic": {"n_train": 1500, "n_test": 400}}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    raw = load_raw_images(None, None, INGEST)
+    train, val, test, names = split_train_val(raw, INGEST)
+    return {"train_split": train, "val_split": val, "test_split": test, "class_names": names,
+            "dataset_summary": summarise_splits(train, val, test, names)}
+
+
+def cnn_params(tmp_path, **training):
+    return {**SMOKE, "training": {**SMOKE["training"], **training}}
+
+
+def test_cnn_pipeline_learns_and_writes_every_output(splits, tmp_path):
+    pipeline = create_pipeline()
+    catalog = run_sliced(pipeline, {**splits, "params:cnn": cnn_params(tmp_path),
+                                    "cnn_checkpoint": tmp_path / "last.pt"})
+    metrics = catalog.load("cnn_test_metrics")
+    assert metrics["accuracy"] > 0.6  # ten classes: chance is 0.1
+    for key in ("accuracy", "macro_f1", "train_seconds", "epochs", "device", "amp"):
+        assert key in metrics
+    assert metrics["epochs"] == 3 and metrics["device"] == "cpu"
+    history = catalog.load("cnn_training_history")
+    assert len(history["lr_per_step"]) == 3 * (1200 // 64)
+    assert history["lr_per_step"][0] < history["lr_per_step"][20]  # warmup visible
+    stats = catalog.load("cnn_activation_stats")
+    assert 0 < stats["features.0.act"]["fraction_zero"] < 1
+    assert "Total params" in catalog.load("cnn_model_summary")
+    predictions = catalog.load("cnn_test_predictions")
+    assert predictions["probabilities"].shape == (400, 10)
+    np.testing.assert_allclose(predictions["probabilities"].sum(1), 1, rtol=1e-5)
+    for name in pipeline.outputs():
+        if name.endswith("_plot"):
+            assert isinstance(catalog.load(name), Figure)
+
+
+def test_unknown_feature_map_layer_lists_the_layers(splits, tmp_path):
+    params = cnn_params(tmp_path, epochs=1, warmup=0)
+    params["plots"] = {**params["plots"], "feature_map_layer": "conv9"}
+    with pytest.raises(ConfigError, match="feature_map_layer='conv9' .* features.0.conv"):
+        run_sliced(create_pipeline(), {**splits, "params:cnn": params,
+                                       "cnn_checkpoint": tmp_path / "last.pt"})
+
+
+def test_whole_default_pipeline_runs_offline_in_the_smoke_env(project):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="smoke") as session:
+        session.run()
+    reporting = project / "data" / "08_reporting"
+    for name in ("cnn_test_metrics.json", "cnn_confusion_matrix.png", "cnn_lr_schedule.png",
+                 "cnn_training_curves.png", "cnn_feature_maps.png", "cnn_misclassified.png",
+                 "activation_functions.png", "augmentation_preview.png", "cnn_activation_stats.json",
+                 "cnn_model_summary.txt", "sample_images.png", "dataset_summary.json"):
+        versions = list((reporting / name).iterdir())
+        assert len(versions) == 1 and (versions[0] / name).stat().st_size > 0
+    assert len(list((project / "data/06_models/cnn_model.pt").iterdir())) == 1
+    assert (project / "data/06_models/checkpoints/last.pt").exists()

@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+
+from simple_cnn.errors import ConfigError
+from simple_cnn.training import TrainConfig
+from simple_cnn.training.schedule import build_scheduler
+
+
+def lrs(config, steps_per_epoch):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    values = []
+    for _ in range(config.epochs * steps_per_epoch):
+        values.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return values
+
+
+def test_linear_warmup_then_cosine_decay_values():
+    config = TrainConfig.from_params({"lr": 0.4, "epochs": 3, "warmup": 10, "warmup_unit": "steps",
+                                      "warmup_start_factor": 0.1, "scheduler": "cosine"})
+    values = lrs(config, steps_per_epoch=20)
+    expected_warmup = [0.4 * (0.1 + 0.9 * step / 10) for step in range(10)]
+    assert values[:10] == pytest.approx(expected_warmup)
+    assert values[10] == pytest.approx(0.4)  # peak right after the warmup
+    decay = 50
+    assert values[10 + 25] == pytest.approx(0.4 * (1 + math.cos(math.pi * 25 / decay)) / 2)
+    assert values[-1] < 0.001
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))  # monotone decay
+
+
+def test_warmup_in_epochs_and_linear_decay():
+    config = TrainConfig.from_params({"lr": 1.0, "epochs": 4, "warmup": 1, "warmup_unit": "epochs",
+                                      "scheduler": "linear", "warmup_start_factor": 0.5})
+    values = lrs(config, steps_per_epoch=5)
+    assert values[:5] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])
+    assert values[5] == pytest.approx(1.0)
+    assert values[5:] == pytest.approx([1.0 - k / 15 for k in range(15)])
+
+
+def test_step_decay_after_warmup():
+    config = TrainConfig.from_params({"lr": 1.0, "epochs": 4, "warmup": 2, "warmup_unit": "steps",
+                                      "scheduler": "step", "step_size_epochs": 1, "step_gamma": 0.5})
+    values = lrs(config, steps_per_epoch=4)
+    assert values[2:6] == pytest.approx([1.0] * 4)
+    assert values[6] == pytest.approx(0.5)
+
+
+def test_warmup_longer_than_training_is_refused():
+    config = TrainConfig.from_params({"epochs": 2, "warmup": 3, "warmup_unit": "epochs"})
+    with pytest.raises(ConfigError, match="warmup=3 epochs .* is not shorter than training"):
+        lrs(config, steps_per_epoch=10)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"lr": 0}, r"cnn.training.lr=0 is out of range; allowed: \(0.0, inf\]"),
+    ({"lr": -0.1}, "cnn.training.lr=-0.1 is out of range"),
+    ({"batch_size": 0}, "cnn.training.batch_size=0 is out of range"),
+    ({"epochs": 0}, "cnn.training.epochs=0 is out of range"),
+    ({"epochs": 2.5}, "cnn.training.epochs must be a whole number"),
+    ({"optimizer": "adam"}, "optimizer='adam' .* sgd, adamw"),
+    ({"scheduler": "onecycle"}, "scheduler='onecycle' .* cosine, linear, step, constant"),
+    ({"amp": "fp8"}, "amp='fp8' .* auto, fp16, bf16, off"),
+])
+def test_bad_training_params_are_named(params, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_params(params)

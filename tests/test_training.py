@@ -1,0 +1,157 @@
+"""Training loop behaviour on the synthetic task: learning, determinism, resume, NaN trap."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simple_cnn.augment import BatchAugment
+from simple_cnn.data.raw import channel_stats
+from simple_cnn.data.synthetic import make_synthetic
+from simple_cnn.errors import ConfigError
+from simple_cnn.models import ModelConfig, SimpleCNN
+from simple_cnn.training import NonFiniteLossError, TrainConfig, fit
+
+DATA = make_synthetic(n_train=1200, n_test=400, seed=3)
+MEAN, STD = channel_stats(DATA.train_images)
+MODEL = {"base_width": 8, "hidden_units": 64, "dropout": 0.1}
+
+
+def train(tmp_path, model=MODEL, on_epoch_end=None, **overrides):
+    config = ModelConfig.from_params(model)
+    params = {"epochs": 3, "batch_size": 64, "lr": 0.05, "warmup": 10, "warmup_unit": "steps",
+              "amp": "off", "device": "cpu", "seed": 7, "progress_bar": False,
+              "label_smoothing": 0.0, **overrides}
+    augment = BatchAugment("standard", MEAN, STD, num_classes=10)
+    torch.manual_seed(params["seed"])
+    return fit(SimpleCNN(config), DATA.train_images, DATA.train_labels, DATA.test_images,
+               DATA.test_labels, augment, TrainConfig.from_params(params),
+               checkpoint_path=tmp_path / "ckpt" / "last.pt", model_config=asdict(config),
+               on_epoch_end=on_epoch_end)
+
+
+def test_learns_the_synthetic_task_well_above_chance(tmp_path):
+    result = train(tmp_path)
+    assert result.history["best_val_accuracy"] > 0.6  # chance is 0.1
+    assert result.history["train_loss"][-1] < result.history["train_loss"][0]
+    assert len(result.history["lr_per_step"]) == 3 * (1200 // 64)
+    assert (tmp_path / "ckpt" / "last.pt").exists()
+
+
+def test_bf16_autocast_learns_on_cpu(tmp_path):
+    result = train(tmp_path, amp="bf16", epochs=2)
+    assert result.amp == "bf16"
+    assert result.history["best_val_accuracy"] > 0.4
+
+
+def test_same_seed_same_result(tmp_path):
+    a = train(tmp_path / "a")
+    b = train(tmp_path / "b")
+    assert a.history["val_accuracy"] == b.history["val_accuracy"]
+    assert a.history["train_loss"] == b.history["train_loss"]
+    for key in a.best_state:
+        assert torch.equal(a.best_state[key], b.best_state[key])
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path):
+    straight = train(tmp_path / "straight", epochs=4)
+
+    def crash_after_epoch_2(epoch, row):
+        if epoch == 2:
+            raise Crash
+    with pytest.raises(Crash):
+        train(tmp_path / "resumed", epochs=4, on_epoch_end=crash_after_epoch_2)
+    resumed = train(tmp_path / "resumed", epochs=4, resume=True)
+    assert resumed.history["epoch"] == [1, 2, 3, 4]
+    assert resumed.history["val_accuracy"] == straight.history["val_accuracy"]
+    assert resumed.history["lr_per_step"] == straight.history["lr_per_step"]
+    for key in straight.best_state:
+        assert torch.equal(resumed.best_state[key], straight.best_state[key])
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_training import train
+train(Path({root!r}), epochs=6, on_epoch_end=lambda e, r: print("EPOCH", e, flush=True))
+"""
+
+
+def test_resume_after_sigkill(tmp_path):
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path / "killed"))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    for line in process.stdout:  # kill it in the middle of epoch 3
+        if line.startswith("EPOCH 2"):
+            time.sleep(0.2)
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    resumed = train(tmp_path / "killed", epochs=6, resume=True)
+    straight = train(tmp_path / "straight", epochs=6)
+    assert resumed.history["val_accuracy"] == straight.history["val_accuracy"]
+
+
+def test_nan_trap_names_step_lr_and_layer_and_keeps_the_checkpoint(tmp_path):
+    def poison(epoch, row):
+        if epoch == 1:
+            with torch.no_grad():
+                poison.model.features[1].conv.weight[0, 0, 0, 0] = float("nan")
+
+    config = ModelConfig.from_params(MODEL)
+    model = SimpleCNN(config)
+    poison.model = model
+    augment = BatchAugment("standard", MEAN, STD, num_classes=10)
+    params = TrainConfig.from_params({"epochs": 3, "batch_size": 64, "lr": 0.05, "amp": "off",
+                                      "device": "cpu", "warmup": 0, "progress_bar": False,
+                                      "scheduler": "constant"})
+    before = (tmp_path / "ckpt" / "last.pt")
+    with pytest.raises(NonFiniteLossError) as error:
+        fit(model, DATA.train_images, DATA.train_labels, DATA.test_images, DATA.test_labels,
+            augment, params, checkpoint_path=before, model_config=asdict(config),
+            on_epoch_end=poison)
+    message = str(error.value)
+    assert "epoch 2, step 1/18" in message and "lr 0.05" in message
+    assert "features.1.conv" in message
+    checkpoint = torch.load(before, weights_only=True)
+    assert checkpoint["state"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+
+
+def test_nan_trap_on_a_diverging_run(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"at epoch \d+, step \d+/\d+ .* with lr .* First non-finite: "):
+        train(tmp_path, model={**MODEL, "norm": "none"}, lr=1e4, warmup=0, momentum=0.0,
+              nesterov=False, weight_decay=0.0)
+
+
+def test_fp16_on_cpu_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="amp=fp16 needs a CUDA GPU"):
+        train(tmp_path, amp="fp16")
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint at"):
+        train(tmp_path, resume=True)
+
+
+def test_resume_with_another_model_shape_is_refused(tmp_path):
+    train(tmp_path, epochs=1, warmup=0)
+    with pytest.raises(ConfigError, match="model of another shape.*base_width"):
+        train(tmp_path, model={**MODEL, "base_width": 4}, epochs=2, resume=True)
+
+
+def test_batch_larger_than_the_data_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="batch_size=5000 is larger than the training set"):
+        train(tmp_path, batch_size=5000)
