@@ -251,9 +251,11 @@ def fit(
         bar.close()
         seconds = time.perf_counter() - started
 
-        val_logits = predict_logits(model, val_x, augment, autocast)
-        val_loss = nn.functional.cross_entropy(val_logits, val_y).item() if len(val_y) else math.nan
-        val_accuracy = (val_logits.argmax(1) == val_y).float().mean().item() if len(val_y) else math.nan
+        val_loss = val_accuracy = math.nan  # no validation split: keep the last epoch
+        if len(val_y):
+            val_logits = predict_logits(model, val_x, augment, autocast)
+            val_loss = nn.functional.cross_entropy(val_logits, val_y).item()
+            val_accuracy = (val_logits.argmax(1) == val_y).float().mean().item()
         n_seen = steps_per_epoch * config.batch_size
         row = {
             "epoch": epoch, "train_loss": loss_sum.item() / steps_per_epoch,
@@ -271,7 +273,7 @@ def fit(
         )
 
         state.epoch = epoch
-        score = val_accuracy if len(val_y) else -row["train_loss"]
+        score = val_accuracy if len(val_y) else epoch
         if score > state.best_accuracy:
             state.best_accuracy, state.best_epoch = score, epoch
             state.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
