@@ -80,3 +80,18 @@ def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], l
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return (mean / 255.0).tolist(), (std / 255.0).tolist()
+
+
+GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # ITU-R BT.709 luma, as skimage.color.rgb2gray
+
+
+def to_grayscale(images: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """uint8 RGB (N, H, W, 3) -> uint8 gray (N, H, W, 1), rounded luma; gray input passes through."""
+    if images.shape[-1] == 1:
+        return images
+    weights = np.asarray(GRAY_WEIGHTS, dtype=np.float32)
+    out = np.empty((*images.shape[:-1], 1), dtype=np.uint8)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].astype(np.float32) @ weights
+        out[start : start + chunk, ..., 0] = np.clip(np.rint(block), 0, 255)
+    return out

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from simple_cnn import params as P
 from simple_cnn import plots
 from simple_cnn.augment import BatchAugment, resolve_preset
+from simple_cnn.data.raw import GRAY_WEIGHTS, to_grayscale
 from simple_cnn.errors import ConfigError
 from simple_cnn.metrics import classification_metrics
 from simple_cnn.models import ModelConfig, SimpleCNN
@@ -26,7 +27,6 @@ from simple_cnn.training.loop import amp_name, autocast_factory, to_device_image
 logger = logging.getLogger(__name__)
 
 Split = dict[str, np.ndarray]
-GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
 def _model_config(params: dict[str, Any], summary: dict[str, Any]) -> ModelConfig:
@@ -42,16 +42,14 @@ def _model_config(params: dict[str, Any], summary: dict[str, Any]) -> ModelConfi
 
 def _images(images: np.ndarray, config: ModelConfig) -> np.ndarray:
     """RGB uint8 (N, H, W, 3) -> what the model takes (gray when ``in_channels`` is 1)."""
-    if config.in_channels == 3 or images.shape[-1] == 1:
-        return images
-    gray = np.tensordot(images.astype(np.float32), GRAY_WEIGHTS.astype(np.float32), axes=([-1], [0]))
-    return gray.round().clip(0, 255).astype(np.uint8)[..., None]
+    return to_grayscale(images) if config.in_channels == 1 else images
 
 
 def _augment(params: dict[str, Any], summary: dict[str, Any], config: ModelConfig, n_train: int) -> BatchAugment:
     mean, std = np.array(summary["train_pixel_mean"]), np.array(summary["train_pixel_std"])
     if config.in_channels == 1:  # gray = weighted channel sum: exact for the mean, close for std
-        mean, std = mean[None] @ GRAY_WEIGHTS, std[None] @ GRAY_WEIGHTS
+        weights = np.array(GRAY_WEIGHTS)
+        mean, std = mean[None] @ weights, std[None] @ weights
     preset = resolve_preset(P.require(P.require(params, "augmentation", "cnn"), "preset",
                                       "cnn.augmentation"), n_train)
     return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes, config.image_size)
