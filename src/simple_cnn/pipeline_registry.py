@@ -2,15 +2,17 @@
 
 from kedro.pipeline import Pipeline
 
-from simple_cnn.pipelines import cnn, ingestion
+from simple_cnn.pipelines import cnn, hog_svm, ingestion
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """``cnn`` includes ingestion, so ``kedro run --pipeline cnn`` runs on its own."""
+    """``cnn`` and ``hog_svm`` each include ingestion, so each runs on its own."""
     ingest = ingestion.create_pipeline()
     train_cnn = cnn.create_pipeline()
+    baseline = hog_svm.create_pipeline()
     return {
         "ingestion": ingest,
+        "hog_svm": ingest + baseline,
         "cnn": ingest + train_cnn,
-        "__default__": ingest + train_cnn,
+        "__default__": ingest + baseline + train_cnn,
     }

@@ -86,9 +86,12 @@ GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # ITU-R BT.709 luma, as skimage.color.r
 
 
 def to_grayscale(images: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """uint8 RGB (N, H, W, 3) -> uint8 gray (N, H, W, 1), rounded luma; gray input passes through."""
+    """RGB (N, H, W, 3) -> gray (N, H, W, 1): rounded luma for uint8, exact for floats; gray
+    input passes through."""
     if images.shape[-1] == 1:
         return images
+    if images.dtype != np.uint8:
+        return (images @ np.asarray(GRAY_WEIGHTS, dtype=images.dtype))[..., None]
     weights = np.asarray(GRAY_WEIGHTS, dtype=np.float32)
     out = np.empty((*images.shape[:-1], 1), dtype=np.uint8)
     for start in range(0, len(images), chunk):

@@ -175,6 +175,10 @@ def _cell_histograms(bins, magnitude, orientations, cell, cells) -> np.ndarray:
     index = (np.arange(n)[:, None, None] * slots + cell_id[None]) + bins
     sums = np.bincount(index.ravel(), weights=magnitude.ravel(), minlength=n * slots)
     sums = sums.reshape(n, cells[0], cells[1], orientations + 1)[..., :orientations]
+    if magnitude.dtype.kind == "f" and np.isnan(magnitude).any():
+        # scikit-image adds a NaN magnitude to every bin of its cell (NaN compares false)
+        nan_cells = np.isnan(magnitude).reshape(n, cells[0], cell[0], cells[1], cell[1]).any(axis=(2, 4))
+        sums[nan_cells] = np.nan
     # scikit-image divides in float32 (its accumulator's type)
     return (sums / (cell[0] * cell[1])).astype(np.float32).astype(np.float64)
 

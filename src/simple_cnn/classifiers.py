@@ -1,0 +1,140 @@
+"""The classical classifiers, built from ``hog_svm`` params, with model selection on the val split.
+
+- ``linear_svc``: ``LinearSVC`` on the scaled features.
+- ``rbf_svc``: exact kernel ``SVC``. Its fit is quadratic to cubic in the number of samples,
+  so it refuses more than ``max_train_samples`` unless ``allow_more_samples`` is set.
+- ``kernel_approx``: an explicit approximation of the RBF kernel's feature map (``Nystroem``
+  or random Fourier features, ``RBFSampler``), optionally after PCA, then a linear model
+  (``RidgeClassifier``): RBF-like accuracy at linear cost.
+- ``sgd``: ``SGDClassifier`` with the hinge loss (a linear SVM by stochastic gradient descent).
+
+The main regularisation parameter of each (``C`` or ``alpha``) may be a list: each value is
+fitted on train and scored on val, and the best is kept. Test data is never used here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.decomposition import PCA
+from sklearn.kernel_approximation import Nystroem, RBFSampler
+from sklearn.linear_model import RidgeClassifier, SGDClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import SVC, LinearSVC
+
+from simple_cnn import params as P
+from simple_cnn.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CLASSIFIERS = ("linear_svc", "rbf_svc", "kernel_approx", "sgd")
+KERNEL_METHODS = ("nystroem", "rbf_sampler")
+PREFIX = "hog_svm"
+
+
+def _positive_list(params: Mapping[str, Any], key: str, prefix: str) -> list[float]:
+    values = P.require(params, key, prefix)
+    values = values if isinstance(values, list | tuple) else [values]
+    if not values:
+        raise ConfigError(f"{prefix}.{key} must be a positive number or a non-empty list of them.")
+    for value in values:
+        P.number({key: value}, key, prefix, low=0.0, low_open=True)
+    return [float(v) for v in values]
+
+
+def check_classifier_params(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(name, its params) after checking every value; raised before any long computation."""
+    name = P.choice(params, "classifier", CLASSIFIERS, PREFIX)
+    options = dict(P.require(params, name, PREFIX))
+    prefix = f"{PREFIX}.{name}"
+    if name in ("linear_svc", "rbf_svc"):
+        options["C"] = _positive_list(options, "C", prefix)
+    if name == "rbf_svc":
+        gamma = P.require(options, "gamma", prefix)
+        if gamma not in ("scale", "auto"):
+            P.number(options, "gamma", prefix, low=0.0, low_open=True)
+        P.number(options, "max_train_samples", prefix, integer=True, low=1)
+        P.flag(options, "allow_more_samples", prefix)
+    if name == "kernel_approx":
+        P.choice(options, "method", KERNEL_METHODS, prefix)
+        P.number(options, "n_components", prefix, integer=True, low=1)
+        P.number(options, "pca_components", prefix, integer=True, low=0)
+        P.number(options, "gamma", prefix, low=0.0, low_open=True)
+        options["alpha"] = _positive_list(options, "alpha", prefix)
+    if name == "sgd":
+        options["alpha"] = _positive_list(options, "alpha", prefix)
+        P.number(options, "max_iter", prefix, integer=True, low=1)
+    if name in ("linear_svc", "sgd"):
+        P.number(options, "max_iter", prefix, integer=True, low=1)
+    return name, options
+
+
+def _candidates(name: str, options: dict[str, Any], n_features: int, variance: float,
+                seed: int) -> list[tuple[dict[str, float], BaseEstimator]]:
+    if name == "linear_svc":
+        return [({"C": c}, LinearSVC(C=c, dual="auto", max_iter=options["max_iter"],
+                                     random_state=seed)) for c in options["C"]]
+    if name == "rbf_svc":
+        return [({"C": c}, SVC(C=c, kernel="rbf", gamma=options["gamma"], random_state=seed))
+                for c in options["C"]]
+    if name == "sgd":
+        return [({"alpha": a}, SGDClassifier(loss="hinge", alpha=a, max_iter=options["max_iter"],
+                                             tol=None, random_state=seed)) for a in options["alpha"]]
+    # kernel_approx: gamma is relative to the features' total variance, so one value works
+    # across feature sets: k(x, y) = exp(-gamma * |x - y|^2 / total variance)
+    steps: list[BaseEstimator] = []
+    if options["pca_components"] and options["pca_components"] < n_features:
+        steps.append(PCA(options["pca_components"], svd_solver="randomized", random_state=seed))
+    gamma = options["gamma"] / variance
+    feature_map = (Nystroem(gamma=gamma, n_components=options["n_components"], random_state=seed)
+                   if options["method"] == "nystroem"
+                   else RBFSampler(gamma=gamma, n_components=options["n_components"], random_state=seed))
+    return [({"alpha": a}, make_pipeline(*steps, feature_map, RidgeClassifier(alpha=a)))
+            for a in options["alpha"]]
+
+
+def fit_with_selection(
+    name: str,
+    options: dict[str, Any],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    seed: int = 0,
+) -> tuple[BaseEstimator, dict[str, Any]]:
+    """Fit each candidate on train, score it on val, keep the best; return it and a report."""
+    if name == "rbf_svc" and len(x_train) > options["max_train_samples"]:
+        if not options["allow_more_samples"]:
+            raise ConfigError(
+                f"hog_svm.classifier=rbf_svc on {len(x_train):,} samples: an exact kernel SVM's "
+                "fit grows quadratically to cubically with the samples (hours for CIFAR-10's "
+                f"45,000). It is capped at hog_svm.rbf_svc.max_train_samples="
+                f"{options['max_train_samples']:,}. Use classifier: kernel_approx for RBF-like "
+                "accuracy at linear cost, raise max_train_samples, or set allow_more_samples: "
+                "true to train on a random subset of that size."
+            )
+    if name == "rbf_svc" and len(x_train) > options["max_train_samples"]:
+        keep = np.random.default_rng(seed).choice(len(x_train), options["max_train_samples"], replace=False)
+        x_train, y_train = x_train[keep], y_train[keep]
+        logger.info("rbf_svc: training on a random subset of %d samples.", len(keep))
+    variance = float(x_train.var(axis=0).sum())  # = n_features on standardised features
+    report: dict[str, Any] = {"classifier": name, "candidates": []}
+    best, best_score = None, -1.0
+    for hyper, estimator in _candidates(name, options, x_train.shape[1], variance, seed):
+        started = time.perf_counter()
+        estimator = clone(estimator).fit(x_train, y_train)
+        fit_seconds = time.perf_counter() - started
+        score = float(estimator.score(x_val, y_val)) if len(y_val) else float("nan")
+        report["candidates"].append({**hyper, "val_accuracy": score, "fit_seconds": fit_seconds})
+        logger.info("%s %s: val accuracy %.4f, fit %.1f s", name, hyper, score, fit_seconds)
+        if best is None or score > best_score:
+            best, best_score = estimator, score
+            report.update(best=hyper, val_accuracy=score)
+    report["fit_seconds"] = sum(c["fit_seconds"] for c in report["candidates"])
+    report["n_train"] = int(len(x_train))
+    return best, report

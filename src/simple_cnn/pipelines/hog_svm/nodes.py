@@ -1,0 +1,108 @@
+"""Nodes of the hog_svm pipeline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.base import BaseEstimator
+from sklearn.preprocessing import StandardScaler
+
+from simple_cnn import params as P
+from simple_cnn import plots
+from simple_cnn.classifiers import check_classifier_params, fit_with_selection
+from simple_cnn.features.extract import FeatureConfig, extract_features
+from simple_cnn.metrics import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+Split = dict[str, np.ndarray]
+
+
+def _check_params(params: dict[str, Any], image_shape: tuple[int, int]) -> FeatureConfig:
+    """Every hog_svm parameter, checked up front so that a typo fails in seconds, not minutes."""
+    config = FeatureConfig.from_params(params, image_shape)
+    check_classifier_params(params)
+    P.flag(params, "train_on_flips", "hog_svm")
+    P.number(params, "seed", "hog_svm", integer=True)
+    return config
+
+
+def extract_svm_features(
+    train_split: Split, val_split: Split, test_split: Split, params: dict[str, Any]
+) -> tuple[Split, Split, Split]:
+    """Features of every split (plus mirrored train images when ``train_on_flips``)."""
+    config = _check_params(params, train_split["images"].shape[1:3])
+    started = time.perf_counter()
+    train_images, train_labels = train_split["images"], train_split["labels"]
+    if params["train_on_flips"]:
+        train_images = np.concatenate([train_images, train_images[:, :, ::-1]])
+        train_labels = np.concatenate([train_labels, train_labels])
+    outputs = tuple(
+        {"features": extract_features(images, config), "labels": labels}
+        for images, labels in ((train_images, train_labels),
+                               (val_split["images"], val_split["labels"]),
+                               (test_split["images"], test_split["labels"]))
+    )
+    logger.info("Extracted %d %s features per image from %d images in %.1f s.",
+                outputs[0]["features"].shape[1], config.kind,
+                sum(len(o["labels"]) for o in outputs), time.perf_counter() - started)
+    return outputs
+
+
+def fit_feature_scaler(svm_train_features: Split) -> StandardScaler:
+    """A StandardScaler fitted on train features only."""
+    return StandardScaler().fit(svm_train_features["features"])
+
+
+def train_svm(
+    svm_train_features: Split, svm_val_features: Split, feature_scaler: StandardScaler,
+    params: dict[str, Any],
+) -> tuple[BaseEstimator, dict[str, Any]]:
+    """Fit the classifier of ``hog_svm.classifier``; pick its hyper-parameter on val."""
+    name, options = check_classifier_params(params)
+    x_train = feature_scaler.transform(svm_train_features["features"]).astype(np.float32)
+    x_val = feature_scaler.transform(svm_val_features["features"]).astype(np.float32)
+    model, report = fit_with_selection(name, options, x_train, svm_train_features["labels"],
+                                       x_val, svm_val_features["labels"], seed=params["seed"])
+    report["n_features"] = int(x_train.shape[1])
+    return model, report
+
+
+def evaluate_svm(
+    svm_model: BaseEstimator, feature_scaler: StandardScaler, svm_test_features: Split,
+    svm_training_report: dict[str, Any], class_names: list[str], params: dict[str, Any],
+) -> tuple[Split, dict[str, Any]]:
+    """Test predictions and metrics (accuracy, macro-F1, per class, confusion, seconds)."""
+    started = time.perf_counter()
+    x_test = feature_scaler.transform(svm_test_features["features"]).astype(np.float32)
+    predictions = svm_model.predict(x_test)
+    predict_seconds = time.perf_counter() - started
+    metrics = classification_metrics(svm_test_features["labels"], predictions, class_names)
+    metrics.update(
+        model=f"{params['features']} + {svm_training_report['classifier']}",
+        features=params["features"],
+        classifier=svm_training_report["classifier"],
+        hyper_parameters=svm_training_report.get("best", {}),
+        val_accuracy=svm_training_report["val_accuracy"],
+        n_features=svm_training_report["n_features"],
+        n_train=svm_training_report["n_train"],
+        fit_seconds=svm_training_report["fit_seconds"],
+        predict_seconds=predict_seconds,
+    )
+    logger.info("SVM test accuracy %.4f, macro-F1 %.4f.", metrics["accuracy"], metrics["macro_f1"])
+    return {"predictions": predictions.astype(np.int64)}, metrics
+
+
+def plot_svm_confusion_matrix(svm_test_metrics: dict[str, Any], class_names: list[str]) -> Figure:
+    return plots.confusion_matrix_figure(
+        np.array(svm_test_metrics["confusion_matrix"]), class_names,
+        f"{svm_test_metrics['model']} on test: accuracy {svm_test_metrics['accuracy']:.1%}")
+
+
+def plot_svm_per_class(svm_test_metrics: dict[str, Any], class_names: list[str]) -> Figure:
+    return plots.per_class_bars(svm_test_metrics["per_class"], class_names,
+                                f"{svm_test_metrics['model']}: per-class precision, recall, F1")

@@ -1,0 +1,90 @@
+"""Our batched HOG equals skimage.feature.hog image by image, for every option combination."""
+
+import itertools
+
+import numpy as np
+import pytest
+from skimage.feature import hog
+
+from simple_cnn.data.synthetic import make_synthetic
+from simple_cnn.errors import ConfigError
+from simple_cnn.features.hog import BLOCK_NORMS, hog_features
+
+RNG = np.random.default_rng(0)
+
+
+def structured(n, shape, colour):
+    """Edges, gratings and flat areas: many exact-angle and zero gradients."""
+    images = make_synthetic(n_train=n, n_test=1, image_size=max(shape), seed=1).train_images
+    images = images[:, : shape[0], : shape[1]]
+    images[:, : shape[0] // 3, : shape[1] // 2] = 200  # a flat block with straight edges
+    images[1::3, :, ::4] = 0  # vertical stripes
+    return images if colour else images[..., 0]
+
+
+def reference(images, **options):
+    return np.stack([hog(image, **options) for image in images])
+
+
+IMAGE_CASES = {
+    "random uint8 32x32": lambda colour: RNG.integers(0, 256, (6, 32, 32, 3) if colour else (6, 32, 32), dtype=np.uint8),
+    "structured uint8 32x32": lambda colour: structured(6, (32, 32), colour),
+    "random uint8 37x29": lambda colour: RNG.integers(0, 256, (4, 37, 29, 3) if colour else (4, 37, 29), dtype=np.uint8),
+    "random float64 24x40": lambda colour: RNG.random((3, 24, 40, 3) if colour else (3, 24, 40)),
+    "random float32 32x32": lambda colour: RNG.random((3, 32, 32, 3) if colour else (3, 32, 32)).astype(np.float32),
+}
+OPTIONS = list(itertools.product([9, 7, 12], [(8, 8), (4, 6)], [(2, 2), (1, 3), (3, 3)], BLOCK_NORMS))
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["gray", "colour"])
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_equals_skimage_for_every_option_combination(case, colour):
+    images = IMAGE_CASES[case](colour)
+    for orientations, cell, block, norm in OPTIONS:
+        if block[0] > images.shape[1] // cell[0] or block[1] > images.shape[2] // cell[1]:
+            continue
+        options = dict(orientations=orientations, pixels_per_cell=cell, cells_per_block=block,
+                       block_norm=norm, channel_axis=-1 if colour else None)
+        ours = hog_features(images, **options, chunk_size=2)
+        theirs = reference(images, **options)
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=str(options))
+
+
+def test_every_integer_gradient_lands_in_skimages_bin():
+    # one image per row of gradient values: the lookup table covers all of [-255, 255]^2
+    image = np.zeros((3, 511 + 2), dtype=np.uint8)
+    options = dict(orientations=9, pixels_per_cell=(1, 1), cells_per_block=(1, 1), block_norm="L1")
+    for g_row in range(-255, 256, 17):
+        top = np.clip(np.arange(513) % 256, 0, 255).astype(np.uint8)
+        image[0] = top
+        image[2] = np.clip(top.astype(int) + g_row, 0, 255)
+        np.testing.assert_allclose(hog_features(image[None], **options)[0],
+                                   hog(image, **options), atol=1e-6)
+
+
+def test_chunking_and_threads_do_not_change_the_result():
+    images = RNG.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    a = hog_features(images, channel_axis=-1, chunk_size=7, n_jobs=2)
+    b = hog_features(images, channel_axis=-1, chunk_size=1000, n_jobs=1)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"pixels_per_cell": (40, 8)}, r"pixels_per_cell=\[40, 8\] is larger than the 32x32 images"),
+    ({"cells_per_block": (5, 5)}, r"cells_per_block=\[5, 5\] is larger than the grid of 4x4 cells"),
+    ({"block_norm": "L3"}, "block_norm='L3' .* L1, L1-sqrt, L2, L2-Hys"),
+    ({"orientations": 0}, "orientations must be a whole number >= 1"),
+])
+def test_bad_options_are_named(options, message):
+    with pytest.raises(ConfigError, match=message):
+        hog_features(np.zeros((1, 32, 32), dtype=np.uint8), **options)
+
+
+def test_nan_pixels_poison_their_cells_as_in_skimage():
+    image = RNG.random((32, 32))
+    image[5, 5] = np.nan
+    ours = hog_features(image[None], pixels_per_cell=(8, 8), cells_per_block=(1, 1))[0]
+    theirs = hog(image, pixels_per_cell=(8, 8), cells_per_block=(1, 1))
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    np.testing.assert_allclose(ours[~np.isnan(ours)], theirs[~np.isnan(theirs)], atol=1e-6)
