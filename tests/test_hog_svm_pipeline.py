@@ -28,7 +28,8 @@ def test_pipeline_learns_the_synthetic_task_and_writes_every_output(splits):
     catalog = run_sliced(pipeline, {**splits, "params:hog_svm": SMOKE})
     metrics = catalog.load("svm_test_metrics")
     assert metrics["accuracy"] > 0.6  # chance is 0.1
-    for key in ("accuracy", "macro_f1", "fit_seconds", "predict_seconds", "n_features"):
+    for key in ("accuracy", "macro_f1", "fit_seconds", "predict_seconds", "n_features",
+                "feature_seconds", "total_seconds"):
         assert key in metrics
     report = catalog.load("svm_training_report")
     assert [c["alpha"] for c in report["candidates"]] == [0.1, 1.0]  # selection on val
@@ -48,10 +49,11 @@ def test_every_classifier_learns(splits, classifier):
 
 
 def test_flips_double_the_training_features(splits):
-    train, val, test = extract_svm_features(splits["train_split"], splits["val_split"],
+    train, val, test, report = extract_svm_features(splits["train_split"], splits["val_split"],
                                             splits["test_split"], {**SMOKE, "train_on_flips": True})
     assert len(train["features"]) == 2 * len(splits["train_split"]["labels"])
     assert len(val["features"]) == 300
+    assert report["n_images"] == 2 * 1200 + 300 + 500
 
 
 def test_default_features_are_multiscale_colour_hog_and_histograms():
@@ -107,3 +109,17 @@ def test_features_with_nan_are_refused():
     config = FeatureConfig.from_params({**SMOKE, "features": "hog"}, (32, 32))
     with pytest.raises(ConfigError, match="NaN"):
         extract_features(images, config)
+
+
+def test_lean_ridge_classifier_matches_sklearns():
+    from sklearn.linear_model import RidgeClassifier
+
+    from simple_cnn.classifiers import LeanRidgeClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 20)).astype(np.float32)
+    y = rng.integers(0, 4, 300)
+    ours = LeanRidgeClassifier(alpha=2.0).fit(x, y)
+    theirs = RidgeClassifier(alpha=2.0).fit(x, y)
+    np.testing.assert_array_equal(ours.predict(x), theirs.predict(x))
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-4, atol=1e-5)

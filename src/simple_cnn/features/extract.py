@@ -11,7 +11,7 @@ import numpy as np
 from simple_cnn import params as P
 from simple_cnn.data.raw import to_grayscale
 from simple_cnn.errors import ConfigError
-from simple_cnn.features.hog import BLOCK_NORMS, check_hog_options, hog_features
+from simple_cnn.features.hog import BLOCK_NORMS, check_hog_options, hog_dimension, hog_features
 
 FEATURES = ("hog", "pixels", "hog+color")
 PREFIX = "hog_svm"
@@ -49,14 +49,20 @@ class FeatureConfig:
         return cls(kind, orientations, tuple(cell_sizes), block, hog["block_norm"], colour, bins)
 
 
-def color_histograms(images: np.ndarray, bins: int) -> np.ndarray:
+def color_histograms(images: np.ndarray, bins: int, chunk: int = 4096) -> np.ndarray:
     """Per-channel intensity histograms, as fractions of the pixels: float32 (N, C x bins)."""
     n, channels = len(images), images.shape[-1]
-    quantised = (images.reshape(n, -1, channels).astype(np.uint16) * bins) >> 8  # 0..bins-1
-    offsets = (np.arange(n)[:, None] * channels + np.arange(channels)[None, :]) * bins
-    index = (quantised + offsets[:, None, :]).ravel()
-    counts = np.bincount(index, minlength=n * channels * bins).reshape(n, channels * bins)
-    return (counts / quantised.shape[1]).astype(np.float32)
+    out = np.empty((n, channels * bins), dtype=np.float32)
+    offsets = (np.arange(chunk)[:, None] * channels + np.arange(channels)[None, :]) * bins
+    for start in range(0, n, chunk):
+        block = images[start : start + chunk]
+        m = len(block)
+        block = block.reshape(m, -1, channels)
+        quantised = (block.astype(np.int32) * bins) >> 8  # 0 .. bins-1
+        index = (quantised + offsets[:m, None, :]).ravel()
+        counts = np.bincount(index, minlength=m * channels * bins)
+        out[start : start + m] = counts.reshape(m, channels * bins) / quantised.shape[1]
+    return out
 
 
 def extract_features(images: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -64,14 +70,17 @@ def extract_features(images: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if config.kind == "pixels":
         return images.reshape(len(images), -1).astype(np.float32) / 255.0
     source = images if config.colour else to_grayscale(images)[..., 0]
-    parts = [
-        hog_features(source, config.orientations, cell, config.cells_per_block, config.block_norm,
-                     channel_axis=-1 if config.colour else None)
-        for cell in config.pixels_per_cell
-    ]
+    widths = [hog_dimension(source.shape[1:3], config.orientations, cell, config.cells_per_block)
+              for cell in config.pixels_per_cell]
     if config.kind == "hog+color":
-        parts.append(color_histograms(images, config.color_histogram_bins))
-    features = np.concatenate(parts, axis=1)
+        widths.append(images.shape[-1] * config.color_histogram_bins)
+    features = np.empty((len(images), sum(widths)), dtype=np.float32)  # filled part by part
+    edges = np.cumsum([0, *widths])
+    for cell, start, stop in zip(config.pixels_per_cell, edges[:-1], edges[1:]):
+        hog_features(source, config.orientations, cell, config.cells_per_block, config.block_norm,
+                     channel_axis=-1 if config.colour else None, out=features[:, start:stop])
+    if config.kind == "hog+color":
+        features[:, edges[-2]:] = color_histograms(images, config.color_histogram_bins)
     if not np.isfinite(features).all():
         raise ConfigError("Features hold NaN or inf values; check the input images.")
     return features

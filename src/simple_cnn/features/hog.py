@@ -203,6 +203,14 @@ def _normalise_blocks(histograms: np.ndarray, block: tuple[int, int], method: st
     return out.reshape(n, -1)
 
 
+def hog_dimension(image_shape: tuple[int, int], orientations: int, pixels_per_cell,
+                  cells_per_block) -> int:
+    """Length of one image's HOG descriptor."""
+    cell, block = _pair(pixels_per_cell, "pixels_per_cell"), _pair(cells_per_block, "cells_per_block")
+    cells = (image_shape[0] // cell[0], image_shape[1] // cell[1])
+    return (cells[0] - block[0] + 1) * (cells[1] - block[1] + 1) * block[0] * block[1] * orientations
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -217,6 +225,7 @@ def hog_features(
     channel_axis: int | None = None,
     chunk_size: int = 256,
     n_jobs: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """HOG descriptors of a batch of images, as float32 (N, D).
 
@@ -224,7 +233,7 @@ def hog_features(
     per-pixel dominant channel (scikit-image's semantics). Row ``i`` equals
     ``skimage.feature.hog(images[i], ...)`` with the same options (within float32 rounding).
     Work is chunked (``chunk_size`` images at a time) to bound memory, and chunks run on
-    ``n_jobs`` threads (default: all cores).
+    ``n_jobs`` threads (default: all cores). ``out``, if given, receives the features.
     """
     images = np.asarray(images)
     colour = channel_axis is not None
@@ -237,11 +246,11 @@ def hog_features(
         )
     cell, block, cells = check_hog_options(images.shape[1:3], orientations, pixels_per_cell,
                                            cells_per_block, block_norm)
-    n_blocks = (cells[0] - block[0] + 1, cells[1] - block[1] + 1)
-    n_features = n_blocks[0] * n_blocks[1] * block[0] * block[1] * orientations
-    out = np.empty((len(images), n_features), dtype=np.float32)
-    if orientations > 1000:
-        raise ConfigError("hog_svm.hog.orientations must be at most 1000.")
+    shape = (len(images), hog_dimension(images.shape[1:3], orientations, cell, block))
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, the features need {shape}.")
 
     def work(part: slice) -> None:
         bins, magnitude = _bins_and_magnitudes(images[part], orientations, colour)
