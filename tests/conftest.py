@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -82,10 +84,8 @@ def http_server():
     server.server_close()
 
 
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A copy of the project's conf/ and empty data/ layers in a temporary folder."""
-    root = tmp_path / "project"
+def make_project(root: Path) -> Path:
+    """A copy of the project's conf/ and empty data/ layers at ``root``."""
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf",
                     ignore=shutil.ignore_patterns("credentials*"))
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
@@ -95,6 +95,41 @@ def project(tmp_path) -> Path:
                   "06_models", "07_model_output", "08_reporting"):
         (root / "data" / layer).mkdir(parents=True)
     return root
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory) -> Path:
+    """A project copy after one whole default run in the smoke env (shared: do not modify)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    root = make_project(tmp_path_factory.mktemp("smoke") / "project")
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, env="smoke") as session:
+        session.run()
+    return root
+
+
+@pytest.fixture
+def smoke_copy(smoke_project, tmp_path) -> Path:
+    """A private copy of ``smoke_project`` that a test may change."""
+    root = tmp_path / "project"
+    shutil.copytree(smoke_project, root, symlinks=True)
+    return root
+
+
+def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the kedro CLI in ``project``."""
+    result = subprocess.run([sys.executable, "-m", "kedro", *args], cwd=project,
+                            capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kedro {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 class KeptDataset(MemoryDataset):

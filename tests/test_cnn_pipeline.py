@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
 import yaml
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from matplotlib.figure import Figure
 
 from simple_cnn.errors import ConfigError
@@ -58,16 +56,15 @@ def test_unknown_feature_map_layer_lists_the_layers(splits, tmp_path):
                                        "cnn_checkpoint": tmp_path / "last.pt"})
 
 
-def test_whole_default_pipeline_runs_offline_in_the_smoke_env(project):
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env="smoke") as session:
-        session.run()
-    reporting = project / "data" / "08_reporting"
+def test_whole_default_pipeline_runs_offline_in_the_smoke_env(smoke_project):
+    reporting = smoke_project / "data" / "08_reporting"
     for name in ("cnn_test_metrics.json", "cnn_confusion_matrix.png", "cnn_lr_schedule.png",
                  "cnn_training_curves.png", "cnn_feature_maps.png", "cnn_misclassified.png",
                  "activation_functions.png", "augmentation_preview.png", "cnn_activation_stats.json",
-                 "cnn_model_summary.txt", "sample_images.png", "dataset_summary.json"):
+                 "cnn_model_summary.txt", "sample_images.png", "svm_test_metrics.json",
+                 "svm_confusion_matrix.png", "svm_per_class.png", "model_comparison.png",
+                 "confusion_matrices.png", "comparison_report.html", "run_profile.json"):
         versions = list((reporting / name).iterdir())
         assert len(versions) == 1 and (versions[0] / name).stat().st_size > 0
-    assert len(list((project / "data/06_models/cnn_model.pt").iterdir())) == 1
-    assert (project / "data/06_models/checkpoints/last.pt").exists()
+    assert len(list((smoke_project / "data/06_models/cnn_model.pt").iterdir())) == 1
+    assert (smoke_project / "data/06_models/checkpoints/last.pt").exists()

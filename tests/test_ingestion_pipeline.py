@@ -70,7 +70,7 @@ def test_smoke_env_through_a_real_session_and_failed_run_keeps_versions(project)
         session.run(pipeline_name="ingestion")
     before = _versions(project, "train_split.npz")
     assert len(before) == 1
-    summary_dir = project / "data/08_reporting/dataset_summary.json" / before[0]
+    summary_dir = project / "data/03_primary/dataset_summary.json" / before[0]
     assert json.loads((summary_dir / "dataset_summary.json").read_text())["counts"]["val"]["total"] == 500
 
     with pytest.raises(ConfigError):

@@ -184,3 +184,53 @@ def augmentation_preview(originals: np.ndarray, views: list[np.ndarray], preset:
         axes[0, col + 1].set_title(f"view {col + 1}", fontsize=8)
     fig.suptitle(f"Augmentation preset '{preset}'")
     return fig
+
+
+def model_comparison(metrics: dict[str, dict], class_names: Sequence[str]) -> Figure:
+    """Accuracy and macro-F1 side by side, then per-class accuracy (recall) bars per model."""
+    names = list(metrics)
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    head_ax, class_ax = fig.subplots(1, 2, width_ratios=[1, 3])
+    x = np.arange(2)
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        values = [metrics[name]["accuracy"], metrics[name]["macro_f1"]]
+        bars = head_ax.bar(x + (k - (len(names) - 1) / 2) * width, values, width, label=name)
+        head_ax.bar_label(bars, fmt="%.3f", fontsize=7)
+        recalls = [metrics[name]["per_class"][c]["recall"] for c in class_names]
+        class_ax.bar(np.arange(len(class_names)) + (k - (len(names) - 1) / 2) * width, recalls,
+                     width, label=name)
+    head_ax.set_xticks(x, ["accuracy", "macro-F1"])
+    head_ax.set(ylim=(0, 1), title="Test scores")
+    class_ax.set_xticks(np.arange(len(class_names)), class_names, rotation=30, ha="right")
+    class_ax.set(ylim=(0, 1), ylabel="accuracy on the class (recall)", title="Per class")
+    for ax in (head_ax, class_ax):
+        ax.grid(axis="y", alpha=0.3)
+    class_ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def confusion_matrices(matrices: dict[str, np.ndarray], class_names: Sequence[str]) -> Figure:
+    """Row-normalised confusion matrices of several models, side by side on one colour scale."""
+    fig = Figure(figsize=(6.5 * len(matrices), 6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(matrices)))
+    ticks = np.arange(len(class_names))
+    for ax, (name, matrix) in zip(axes, matrices.items()):
+        matrix = np.asarray(matrix)
+        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        shown = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(ticks, class_names, fontsize=8)
+        ax.set(xlabel="predicted", ylabel="true", title=f"{name}: accuracy {np.trace(matrix) / matrix.sum():.1%}")
+    fig.colorbar(shown, ax=list(axes), label="fraction of the true class", shrink=0.8)
+    return fig
+
+
+def to_png_base64(fig: Figure, dpi: int = 90) -> str:
+    """A figure as a base64 PNG, for embedding in HTML."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

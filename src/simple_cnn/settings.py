@@ -7,3 +7,7 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
 }
+
+from simple_cnn.hooks import RunProfileHooks  # noqa: E402
+
+HOOKS = (RunProfileHooks(),)

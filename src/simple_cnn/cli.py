@@ -1,0 +1,85 @@
+"""Project commands, added to ``kedro``'s: ``kedro prune-versions``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io.core import AbstractVersionedDataset
+
+from simple_cnn.versions import delete, human, plan_prune, versions
+
+
+@click.group(name="Simple CNN")
+def cli() -> None:
+    """Simple CNN's own commands."""
+
+
+def _versioned_folders(env: str | None) -> dict[str, Path]:
+    """Every versioned dataset the catalog knows (factory patterns resolved against the
+    registered pipelines) and the folder holding its versions."""
+    from kedro.framework.project import pipelines
+
+    project = Path.cwd()
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env) as session:
+        catalog = session.load_context().catalog
+        names = set(catalog.keys())
+        for pipeline in pipelines.values():
+            names |= pipeline.datasets()
+        folders = {}
+        for name in sorted(names):
+            if name.startswith("params:") or name == "parameters" or name not in catalog:
+                continue
+            dataset = catalog.get(name)
+            if isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:
+                folders[name] = project / str(dataset._filepath)
+        return folders
+
+
+def _pins(load_versions: tuple[str, ...], folders: dict[str, Path]) -> dict[str, set[str]]:
+    pins: dict[str, set[str]] = {}
+    for item in (part for value in load_versions for part in value.split(",") if part):
+        name, sep, version = item.partition(":")
+        if not sep or not name or not version:
+            raise click.UsageError(f"--load-versions takes dataset:version, got {item!r}.")
+        if name not in folders:
+            raise click.UsageError(f"--load-versions names {name!r}, which is not a versioned dataset.")
+        if version not in versions(folders[name]):
+            raise click.UsageError(f"--load-versions: {name} has no version {version!r}.")
+        pins.setdefault(name, set()).add(version)
+    return pins
+
+
+@cli.command("prune-versions")
+@click.option("--keep", type=int, required=True, help="How many of the newest versions to keep (>= 1).")
+@click.option("--dataset", "datasets", multiple=True,
+              help="Only this dataset (repeat for several); default: every versioned dataset.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--load-versions", "-lv", "load_versions", multiple=True,
+              help="dataset:version pins, as for kedro run; pinned versions are never deleted.")
+@click.option("--env", "-e", default=None, help="Kedro configuration environment.")
+def prune_versions(keep: int, datasets: tuple[str, ...], dry_run: bool,
+                   load_versions: tuple[str, ...], env: str | None) -> None:
+    """Delete all but the newest KEEP versions of each versioned dataset."""
+    if keep < 1:
+        raise click.UsageError(f"--keep must be at least 1: the newest version is never deleted (got {keep}).")
+    folders = _versioned_folders(env)
+    if datasets:
+        unknown = sorted(set(datasets) - folders.keys())
+        if unknown:
+            raise click.UsageError(
+                f"Not versioned datasets of this project: {', '.join(unknown)}. Versioned ones: "
+                f"{', '.join(sorted(folders))}.")
+        folders = {name: folders[name] for name in datasets}
+    pins = _pins(load_versions, _versioned_folders(env) if datasets else folders)
+    doomed = plan_prune(folders, keep, pins)
+    verb = "would delete" if dry_run else "deleting"
+    for item in doomed:
+        click.echo(f"{verb} {item.dataset} {item.path.name} ({human(item.bytes)})")
+    freed = sum(item.bytes for item in doomed) if dry_run else delete(doomed)
+    summary = "would free" if dry_run else "freed"
+    click.echo(f"{len(doomed)} version(s) of {len({d.dataset for d in doomed})} dataset(s): "
+               f"{summary} {human(freed)}.")

@@ -1,0 +1,73 @@
+"""Project hooks: a per-node run profile, and where the comparison report landed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
+from kedro.pipeline.node import Node
+
+from simple_cnn.profiling import Measurement, format_table
+
+logger = logging.getLogger(__name__)
+
+PROFILE_DATASET = "run_profile"
+REPORT_DATASET = "comparison_report"
+
+
+class RunProfileHooks:
+    """Records wall seconds and peak RSS of every node; at the end of a run prints a table and
+    saves it to the ``run_profile`` catalog entry (a versioned JSON)."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, Measurement] = {}
+        self._rows: list[dict[str, Any]] = []
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._running, self._rows = {}, []
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        self._running[node.name] = Measurement()
+
+    def _finish(self, node: Node, status: str) -> None:
+        measurement = self._running.pop(node.name, None)
+        if measurement is None:
+            return
+        measurement.stop()
+        self._rows.append({"node": node.name, "seconds": round(measurement.seconds, 4),
+                           "peak_rss_mib": round(measurement.peak / 2**20, 1), "status": status})
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        self._finish(node, "ok")
+
+    @hook_impl
+    def on_node_error(self, node: Node) -> None:
+        self._finish(node, "failed")
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        if not self._rows:
+            return
+        # printed, not logged: a log handler would wrap the table's lines
+        print(f"\nRun profile (wall seconds, peak resident memory per node):\n"
+              f"{format_table(self._rows)}\n", flush=True)
+        if PROFILE_DATASET in catalog:
+            catalog.save(PROFILE_DATASET, {
+                "finished": datetime.now(timezone.utc).isoformat(),
+                "pipeline": run_params.get("pipeline_name") or "__default__",
+                "env": run_params.get("env"),
+                "total_seconds": sum(row["seconds"] for row in self._rows),
+                "peak_rss_mib": max(row["peak_rss_mib"] for row in self._rows),
+                "nodes": self._rows,
+            })
+        if REPORT_DATASET in pipeline.all_outputs() and REPORT_DATASET in catalog:
+            dataset = catalog.get(REPORT_DATASET)
+            path = dataset._get_load_path() if hasattr(dataset, "_get_load_path") else None
+            logger.info("Comparison report: %s (open it in a browser)", Path(str(path)).resolve())
