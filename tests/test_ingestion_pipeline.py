@@ -92,3 +92,18 @@ def test_cli_gives_a_readable_error_and_non_zero_exit(project, archive):
     )
     assert result.returncode != 0
     assert "Checksum mismatch" in result.stdout + result.stderr
+
+
+def test_image_folder_source_resizes_to_image_size(tmp_path):
+    from PIL import Image
+
+    for split, n in (("train", 12), ("test", 4)):
+        for i in range(n):
+            path = tmp_path / split / ("red" if i % 2 else "blue") / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (50, 40), (200, 0, 0) if i % 2 else (0, 0, 200)).save(path)
+    catalog = run_ingestion(
+        {**PARAMS, "source": "image_folder", "val_size": 4, "image_size": 16}, folder=tmp_path)
+    train = catalog.load("train_split")
+    assert train["images"].shape == (8, 16, 16, 3)
+    assert catalog.load("class_names") == ["blue", "red"]

@@ -155,3 +155,11 @@ def test_resume_with_another_model_shape_is_refused(tmp_path):
 def test_batch_larger_than_the_data_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="batch_size=5000 is larger than the training set"):
         train(tmp_path, batch_size=5000)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    # a learning rate too small to change anything: validation accuracy stays flat
+    result = train(tmp_path, model={**MODEL, "norm": "none", "dropout": 0.0}, epochs=6, lr=1e-12,
+                   warmup=0, early_stopping_patience=2)
+    assert result.history["epoch"] == [1, 2, 3]
+    assert result.history["best_epoch"] == 1

@@ -45,7 +45,8 @@ def read_image_folder(path: str | Path, image_size: int = 32) -> RawImages:
     if not path.exists():
         raise DataError(
             f"Image folder {path} does not exist. Create it with train/<class>/<image> and "
-            "test/<class>/<image> files, or set ingestion.image_folder to where your images are."
+            "test/<class>/<image> files, or point the catalog entry image_folder "
+            "(conf/base/catalog_ingestion.yml) at your images."
         )
     files: dict[str, list[tuple[str, PurePosixPath, bytes]]] = {split: [] for split in SPLITS}
     for name, data in _entries(path):

@@ -247,7 +247,10 @@ def fit(
                 hard = y if y.ndim == 1 else y.argmax(1)
                 correct += (logits.argmax(1) == hard).sum()
             if show_bar and step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+                seen = (step + 1) * config.batch_size
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}",
+                                lr=f"{lr:.3g}",
+                                img_s=f"{seen / (time.perf_counter() - started):.0f}")
         bar.close()
         seconds = time.perf_counter() - started
 
