@@ -21,7 +21,11 @@ import numpy as np
 import yaml
 from sklearn.preprocessing import StandardScaler
 
-from simple_cnn.classifiers import CLASSIFIERS, check_classifier_params, fit_with_selection
+from simple_cnn.classifiers import (
+    CLASSIFIERS,
+    check_classifier_params,
+    fit_with_selection,
+)
 from simple_cnn.data.cifar10 import parse_archive
 from simple_cnn.data.raw import stratified_split
 from simple_cnn.features.extract import FeatureConfig, extract_features

@@ -5,7 +5,11 @@ from matplotlib.figure import Figure
 
 from simple_cnn.errors import ConfigError
 from simple_cnn.pipelines.cnn import create_pipeline
-from simple_cnn.pipelines.ingestion.nodes import load_raw_images, split_train_val, summarise_splits
+from simple_cnn.pipelines.ingestion.nodes import (
+    load_raw_images,
+    split_train_val,
+    summarise_splits,
+)
 from tests.conftest import PROJECT_ROOT, run_sliced
 
 SMOKE = yaml.safe_load((PROJECT_ROOT / "conf/smoke/parameters_cnn.yml").read_text())["cnn"]

@@ -5,7 +5,11 @@ from matplotlib.figure import Figure
 
 from simple_cnn.classifiers import check_classifier_params, fit_with_selection
 from simple_cnn.errors import ConfigError
-from simple_cnn.features.extract import FeatureConfig, color_histograms, extract_features
+from simple_cnn.features.extract import (
+    FeatureConfig,
+    color_histograms,
+    extract_features,
+)
 from simple_cnn.pipelines.hog_svm import create_pipeline
 from simple_cnn.pipelines.hog_svm.nodes import extract_svm_features
 from simple_cnn.pipelines.ingestion.nodes import load_raw_images, split_train_val

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class RunProfileHooks:
               f"{format_table(self._rows)}\n", flush=True)
         if PROFILE_DATASET in catalog:
             catalog.save(PROFILE_DATASET, {
-                "finished": datetime.now(timezone.utc).isoformat(),
+                "finished": datetime.now(UTC).isoformat(),
                 "pipeline": run_params.get("pipeline_name") or "__default__",
                 "env": run_params.get("env"),
                 "total_seconds": sum(row["seconds"] for row in self._rows),

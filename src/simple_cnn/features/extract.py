@@ -11,7 +11,12 @@ import numpy as np
 from simple_cnn import params as P
 from simple_cnn.data.raw import to_grayscale
 from simple_cnn.errors import ConfigError
-from simple_cnn.features.hog import BLOCK_NORMS, check_hog_options, hog_dimension, hog_features
+from simple_cnn.features.hog import (
+    BLOCK_NORMS,
+    check_hog_options,
+    hog_dimension,
+    hog_features,
+)
 
 FEATURES = ("hog", "pixels", "hog+color")
 PREFIX = "hog_svm"

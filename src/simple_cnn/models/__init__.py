@@ -1,5 +1,11 @@
 """Models: ``SimpleCNN`` and its configuration."""
 
-from simple_cnn.models.simple_cnn import ACTIVATIONS, NORMS, ModelConfig, SimpleCNN, make_activation
+from simple_cnn.models.simple_cnn import (
+    ACTIVATIONS,
+    NORMS,
+    ModelConfig,
+    SimpleCNN,
+    make_activation,
+)
 
 __all__ = ["ACTIVATIONS", "NORMS", "ModelConfig", "SimpleCNN", "make_activation"]

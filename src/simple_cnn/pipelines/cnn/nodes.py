@@ -22,7 +22,7 @@ from simple_cnn.models import ModelConfig, SimpleCNN
 from simple_cnn.training import TrainConfig, fit, predict_logits
 from simple_cnn.training.config import resolve_amp, resolve_device
 from simple_cnn.training.diagnostics import activation_stats
-from simple_cnn.training.loop import amp_name, autocast_factory, to_device_images
+from simple_cnn.training.loop import autocast_factory, to_device_images
 
 logger = logging.getLogger(__name__)
 
