@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -10,6 +11,14 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io.core import AbstractVersionedDataset
 
 from simple_cnn.versions import delete, human, plan_prune, versions
+
+
+# Kedro imports this module before it runs any command, so these filters quiet upstream noise
+# for every `kedro ...` call in the project: Kedro 1.7 deprecates `--pipeline` for
+# `--pipelines` (both work; this project documents `kedro run --pipeline cnn`), and its config
+# loader calls an OmegaConf function that OmegaConf now deprecates.
+warnings.filterwarnings("ignore", message="Option '--pipeline' is deprecated")
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
 
 @click.group(name="Simple CNN")
