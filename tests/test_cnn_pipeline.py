@@ -52,12 +52,13 @@ def test_cnn_pipeline_learns_and_writes_every_output(splits, tmp_path):
             assert isinstance(catalog.load(name), Figure)
 
 
-def test_unknown_feature_map_layer_lists_the_layers(splits, tmp_path):
+def test_unknown_feature_map_layer_is_refused_before_training(splits, tmp_path):
     params = cnn_params(tmp_path, epochs=1, warmup=0)
     params["plots"] = {**params["plots"], "feature_map_layer": "conv9"}
     with pytest.raises(ConfigError, match="feature_map_layer='conv9' .* features.0.conv"):
         run_sliced(create_pipeline(), {**splits, "params:cnn": params,
                                        "cnn_checkpoint": tmp_path / "last.pt"})
+    assert not (tmp_path / "last.pt").exists()  # no epoch was trained
 
 
 def test_whole_default_pipeline_runs_offline_in_the_smoke_env(smoke_project):

@@ -12,7 +12,6 @@ from kedro.io.core import AbstractVersionedDataset
 
 from simple_cnn.versions import delete, human, plan_prune, versions
 
-
 # Kedro imports this module before it runs any command, so these filters quiet upstream noise
 # for every `kedro ...` call in the project: Kedro 1.7 deprecates `--pipeline` for
 # `--pipelines` (both work; this project documents `kedro run --pipeline cnn`), and its config

@@ -55,6 +55,24 @@ def _augment(params: dict[str, Any], summary: dict[str, Any], config: ModelConfi
     return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes, config.image_size)
 
 
+def _check_evaluation_params(params: dict[str, Any]) -> tuple[bool, int]:
+    evaluation = P.require(params, "evaluation", "cnn")
+    return (P.flag(evaluation, "flip_tta", "cnn.evaluation"),
+            P.number(evaluation, "batch_size", "cnn.evaluation", integer=True, low=1))
+
+
+def _check_plot_params(params: dict[str, Any], model: SimpleCNN) -> tuple[str, int]:
+    plot_params = P.require(params, "plots", "cnn")
+    layer = P.require(plot_params, "feature_map_layer", "cnn.plots")
+    n_images = P.number(plot_params, "n_feature_map_images", "cnn.plots", integer=True, low=1, high=16)
+    modules = dict(model.named_modules())
+    if not layer or layer not in modules:
+        choices = [name for name in modules if name.startswith("features.") and name.count(".") == 2]
+        raise ConfigError(f"cnn.plots.feature_map_layer={layer!r} is not a layer of the model; "
+                          f"choose one of: {', '.join(choices)}.")
+    return layer, n_images
+
+
 def _load_model(weights: dict[str, torch.Tensor], config: ModelConfig) -> SimpleCNN:
     model = SimpleCNN(config)
     try:
@@ -82,6 +100,9 @@ def train_cnn(
     augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
+    # the evaluation and plot settings too: a typo there should not cost a training run
+    _check_evaluation_params(params)
+    _check_plot_params(params, model)
     result = fit(
         model,
         _images(train_split["images"], config), train_split["labels"],
@@ -107,10 +128,10 @@ def summarise_cnn(dataset_summary: dict[str, Any], params: dict[str, Any]) -> st
 
 
 def _inference(params: dict[str, Any]):
+    """The device and autocast context that training used, for evaluation."""
     train_config = TrainConfig.from_params(P.require(params, "training", "cnn"))
     device = resolve_device(train_config.device)
-    amp = resolve_amp(train_config.amp, device)
-    return device, amp, autocast_factory(device, amp)
+    return device, autocast_factory(device, resolve_amp(train_config.amp, device))
 
 
 def evaluate_cnn(
@@ -121,11 +142,9 @@ def evaluate_cnn(
     params: dict[str, Any],
 ) -> tuple[Split, dict[str, Any]]:
     """Test predictions (optionally averaged with the mirrored image) and metrics."""
-    evaluation = P.require(params, "evaluation", "cnn")
-    flip_tta = P.flag(evaluation, "flip_tta", "cnn.evaluation")
-    batch_size = P.number(evaluation, "batch_size", "cnn.evaluation", integer=True, low=1)
+    flip_tta, batch_size = _check_evaluation_params(params)
     config = _model_config(params, dataset_summary)
-    device, amp, autocast = _inference(params)
+    device, autocast = _inference(params)
     model = _load_model(cnn_model, config).to(device).to(memory_format=torch.channels_last)
     augment = _augment(params, dataset_summary, config, n_train=0)
     images = to_device_images(_images(test_split["images"], config), device)
@@ -190,16 +209,10 @@ def plot_cnn_feature_maps(
     params: dict[str, Any],
 ) -> Figure:
     """Feature maps of ``cnn.plots.feature_map_layer`` for a few test images."""
-    plot_params = P.require(params, "plots", "cnn")
-    layer = P.require(plot_params, "feature_map_layer", "cnn.plots")
-    n_images = P.number(plot_params, "n_feature_map_images", "cnn.plots", integer=True, low=1, high=16)
     config = _model_config(params, dataset_summary)
     model = _load_model(cnn_model, config)
+    layer, n_images = _check_plot_params(params, model)
     modules = dict(model.named_modules())
-    if layer not in modules or not layer:
-        choices = [name for name in modules if name.startswith("features.") and name.count(".") == 2]
-        raise ConfigError(f"cnn.plots.feature_map_layer={layer!r} is not a layer of the model; "
-                          f"choose one of: {', '.join(choices)}.")
     images = _images(test_split["images"][:n_images], config)
     captured = {}
     handle = modules[layer].register_forward_hook(lambda m, i, o: captured.setdefault("maps", o))
