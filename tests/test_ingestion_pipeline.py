@@ -107,3 +107,14 @@ def test_image_folder_source_resizes_to_image_size(tmp_path):
     train = catalog.load("train_split")
     assert train["images"].shape == (8, 16, 16, 3)
     assert catalog.load("class_names") == ["blue", "red"]
+
+
+def test_runtime_params_point_the_download_at_a_mirror(project, archive, http_server):
+    http_server.files["/mirror/cifar.tar.gz"] = archive.read_bytes()
+    bootstrap_project(project)
+    runtime = {"cifar10_url": http_server.url + "/mirror/cifar.tar.gz", "cifar10_md5": md5_of(archive),
+               "ingestion": {"val_size": 20}}
+    with KedroSession.create(project_path=project, runtime_params=runtime) as session:
+        session.run(pipeline_name="ingestion")
+    assert (project / "data/01_raw/cifar-10-binary.tar.gz").read_bytes() == archive.read_bytes()
+    assert len(_versions(project, "train_split.npz")) == 1
