@@ -111,8 +111,8 @@ def test_prune_versions_refuses_ambiguous_input(smoke_copy, args, message):
     assert sorted(p for p in (smoke_copy / "data").rglob("*")) == before
 
 
-def test_viz_build_holds_every_pipeline_node_and_layer(smoke_copy):
-    kedro(smoke_copy, "viz", "build")
+def test_viz_build_holds_every_pipeline_node_layer_and_plot_preview(smoke_copy):
+    kedro(smoke_copy, "viz", "build", "--include-previews")
     graph = json.loads((smoke_copy / "build/api/main").read_text())
     assert {p["id"] for p in graph["pipelines"]} == set(pipelines)
     built = {n["name"] for n in graph["nodes"] if n["type"] == "task"}
@@ -122,6 +122,12 @@ def test_viz_build_holds_every_pipeline_node_and_layer(smoke_copy):
     data = [n for n in graph["nodes"] if n["type"] == "data"]
     assert data and all(n.get("layer") for n in data), [n["name"] for n in data if not n.get("layer")]
     assert {t["id"] for t in graph["tags"]} >= {"ingestion", "features", "training", "evaluation", "plots"}
+    plots = [n for n in data if n["name"].endswith("_plot")]
+    assert {p["name"] for p in plots} == {d for d in pipelines["__default__"].datasets()
+                                          if d.endswith("_plot")}
+    for plot in plots:
+        details = json.loads((smoke_copy / "build/api/nodes" / plot["id"]).read_text())
+        assert details["preview_type"] == "ImagePreview" and details["preview"], plot["name"]
 
 
 def test_notebook_runs_top_to_bottom(smoke_copy):
