@@ -38,6 +38,7 @@ def test_cnn_pipeline_learns_and_writes_every_output(splits, tmp_path):
     for key in ("accuracy", "macro_f1", "train_seconds", "epochs", "device", "amp"):
         assert key in metrics
     assert metrics["epochs"] == 3 and metrics["device"] == "cpu"
+    assert metrics["skipped_steps"] == 0  # GradScaler skips steps only under fp16 (CUDA)
     history = catalog.load("cnn_training_history")
     assert len(history["lr_per_step"]) == 3 * (1200 // 64)
     assert history["lr_per_step"][0] < history["lr_per_step"][20]  # warmup visible

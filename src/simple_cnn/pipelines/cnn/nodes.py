@@ -162,6 +162,7 @@ def evaluate_cnn(
         best_epoch=cnn_training_history["best_epoch"],
         device=cnn_training_history["device"],
         amp=cnn_training_history["amp"],
+        skipped_steps=int(sum(cnn_training_history["skipped_steps"])),  # fp16 inf/NaN gradients
         augmentation=cnn_training_history["augmentation"],
         flip_tta=flip_tta,
         n_parameters=sum(p.numel() for p in model.parameters()),
