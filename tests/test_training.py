@@ -80,20 +80,26 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path):
 
 
 KILL_SCRIPT = """
-import sys
+import sys, time
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from test_training import train
-train(Path({root!r}), epochs=6, on_epoch_end=lambda e, r: print("EPOCH", e, flush=True))
+
+def report(epoch, row):
+    print("EPOCH", epoch, flush=True)
+    if epoch >= 3:
+        time.sleep(0.5)  # keep the run alive long enough to be killed before it ends
+
+train(Path({root!r}), epochs=6, on_epoch_end=report)
 """
 
 
 def test_resume_after_sigkill(tmp_path):
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path / "killed"))
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    for line in process.stdout:  # kill it in the middle of epoch 3
-        if line.startswith("EPOCH 2"):
-            time.sleep(0.2)
+    for line in process.stdout:  # kill it during epoch 4 (or just before it)
+        if line.startswith("EPOCH 3"):
+            time.sleep(0.55)
             os.kill(process.pid, signal.SIGKILL)
             break
     process.wait(timeout=60)
@@ -162,3 +168,9 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
                    warmup=0, early_stopping_patience=2)
     assert result.history["epoch"] == [1, 2, 3]
     assert result.history["best_epoch"] == 1
+
+
+def test_torch_compile_trains_and_saves_plain_weights(tmp_path):
+    result = train(tmp_path, epochs=1, warmup=0, compile=True)
+    assert result.history["val_accuracy"][0] > 0.2
+    assert all(not key.startswith("_orig_mod") for key in result.best_state)
