@@ -158,7 +158,6 @@ def fit_with_selection(
                 "accuracy at linear cost, raise max_train_samples, or set allow_more_samples: "
                 "true to train on a random subset of that size."
             )
-    if name == "rbf_svc" and len(x_train) > options["max_train_samples"]:
         keep = np.random.default_rng(seed).choice(len(x_train), options["max_train_samples"], replace=False)
         x_train, y_train = x_train[keep], y_train[keep]
         logger.info("rbf_svc: training on a random subset of %d samples.", len(keep))

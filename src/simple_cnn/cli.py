@@ -72,9 +72,8 @@ def _pins(load_versions: tuple[str, ...], folders: dict[str, Path]) -> dict[str,
 def prune_versions(keep: int, datasets: tuple[str, ...], dry_run: bool,
                    load_versions: tuple[str, ...], env: str | None) -> None:
     """Delete all but the newest KEEP versions of each versioned dataset."""
-    if keep < 1:
-        raise click.UsageError(f"--keep must be at least 1: the newest version is never deleted (got {keep}).")
     folders = _versioned_folders(env)
+    all_folders = folders
     if datasets:
         unknown = sorted(set(datasets) - folders.keys())
         if unknown:
@@ -82,8 +81,11 @@ def prune_versions(keep: int, datasets: tuple[str, ...], dry_run: bool,
                 f"Not versioned datasets of this project: {', '.join(unknown)}. Versioned ones: "
                 f"{', '.join(sorted(folders))}.")
         folders = {name: folders[name] for name in datasets}
-    pins = _pins(load_versions, _versioned_folders(env) if datasets else folders)
-    doomed = plan_prune(folders, keep, pins)
+    pins = _pins(load_versions, all_folders)
+    try:
+        doomed = plan_prune(folders, keep, pins)
+    except ValueError as error:  # --keep below 1
+        raise click.UsageError(str(error)) from error
     verb = "would delete" if dry_run else "deleting"
     for item in doomed:
         click.echo(f"{verb} {item.dataset} {item.path.name} ({human(item.bytes)})")

@@ -32,22 +32,28 @@ def image_grid(
     return fig
 
 
-def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
-    """A row-normalised confusion matrix with counts in the cells."""
+def _draw_confusion(ax, matrix: np.ndarray, class_names: Sequence[str], counts: bool):
+    """Row-normalised rates as colours on ``ax`` (counts written in the cells if asked)."""
     matrix = np.asarray(matrix)
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
-    ax = fig.subplots()
     shown = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(ticks, class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(class_names)):
-        for j in range(len(class_names)):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6,
-                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true")
+    if counts:
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    return shown
+
+
+def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
+    """A row-normalised confusion matrix with counts in the cells."""
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    shown = _draw_confusion(ax, matrix, class_names, counts=True)
     fig.colorbar(shown, ax=ax, label="fraction of the true class")
     ax.set_title(title)
     return fig
@@ -214,14 +220,10 @@ def confusion_matrices(matrices: dict[str, np.ndarray], class_names: Sequence[st
     """Row-normalised confusion matrices of several models, side by side on one colour scale."""
     fig = Figure(figsize=(6.5 * len(matrices), 6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(matrices)))
-    ticks = np.arange(len(class_names))
     for ax, (name, matrix) in zip(axes, matrices.items()):
+        shown = _draw_confusion(ax, matrix, class_names, counts=False)
         matrix = np.asarray(matrix)
-        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        shown = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(ticks, class_names, fontsize=8)
-        ax.set(xlabel="predicted", ylabel="true", title=f"{name}: accuracy {np.trace(matrix) / matrix.sum():.1%}")
+        ax.set_title(f"{name}: accuracy {np.trace(matrix) / matrix.sum():.1%}")
     fig.colorbar(shown, ax=list(axes), label="fraction of the true class", shrink=0.8)
     return fig
 

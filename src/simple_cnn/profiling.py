@@ -46,8 +46,9 @@ class Measurement:
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        self.peak = current_rss() or 0
-        if current_rss() is not None:
+        rss = current_rss()
+        self.peak = rss or 0
+        if rss is not None:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
 

@@ -17,48 +17,56 @@ from simple_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL, Cifar10Archive
 from simple_cnn.data.image_folder import ImageFolder
 
 
-class _ReadOnlySource(AbstractDataset):
+class _LocationDataset(AbstractDataset):
+    """A read-only catalog entry that names a location; Kedro never saves to it."""
+
+    _key = "filepath"  # the catalog key that holds the location
+
+    def __init__(self, *, location: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = location
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {self._key: self._path}
+
     def save(self, data: Any) -> None:
-        raise DatasetError(f"{type(self).__name__} is a read-only source of raw images.")
+        raise DatasetError(f"{type(self).__name__} is read-only: it names where data lives.")
 
     def _exists(self) -> bool:
         return Path(self._path).exists()
 
 
-class Cifar10ArchiveDataset(_ReadOnlySource):
+class Cifar10ArchiveDataset(_LocationDataset):
     """The official ``cifar-10-binary.tar.gz``; ``load()`` returns a :class:`Cifar10Archive`
     whose ``read()`` downloads (if missing), verifies and parses it."""
 
     def __init__(self, *, filepath: str, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5,
                  metadata: dict[str, Any] | None = None) -> None:
-        self._path = filepath
+        super().__init__(location=filepath, metadata=metadata)
         self._url = str(url)
         self._md5 = None if md5 is None else str(md5)
-        self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._path, "url": self._url, "md5": self._md5}
+        return {**super()._describe(), "url": self._url, "md5": self._md5}
 
     def load(self) -> Cifar10Archive:
         return Cifar10Archive(Path(self._path), url=self._url, md5=self._md5)
 
 
-class ImageFolderDataset(_ReadOnlySource):
+class ImageFolderDataset(_LocationDataset):
     """A folder or ``.tar(.gz)`` of ``<split>/<class>/<image>``; ``load()`` returns an
     :class:`ImageFolder` whose ``read(image_size)`` decodes and resizes the images."""
 
-    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
-        self._path = path
-        self.metadata = metadata
+    _key = "path"
 
-    def _describe(self) -> dict[str, Any]:
-        return {"path": self._path}
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(location=path, metadata=metadata)
 
     def load(self) -> ImageFolder:
         return ImageFolder(Path(self._path))
 
 
-class CheckpointFileDataset(_ReadOnlySource):
+class CheckpointFileDataset(_LocationDataset):
     """Where the training loop keeps its checkpoint; ``load()`` returns the file's ``Path``.
 
     The loop writes the file itself (atomically, every epoch) because a checkpoint must be
@@ -67,11 +75,7 @@ class CheckpointFileDataset(_ReadOnlySource):
     """
 
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._path = filepath
-        self.metadata = metadata
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._path}
+        super().__init__(location=filepath, metadata=metadata)
 
     def load(self) -> Path:
         return Path(self._path)
