@@ -66,8 +66,8 @@ def our_loop(images, labels, mean, std, batch_size, epochs, amp, preset) -> floa
     torch.manual_seed(0)
     model = SimpleCNN(ModelConfig())
     augment = BatchAugment(preset, mean, std, num_classes=10)
-    config = TrainConfig.from_params({"epochs": epochs, "batch_size": batch_size, "lr": 0.05,
-                                      "warmup": 0, "amp": amp, "progress_bar": False})
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.05, warmup=0, amp=amp,
+                         progress_bar=False)
     with tempfile.TemporaryDirectory() as tmp:
         result = fit(model, images, labels, images[:0], labels[:0], augment, config,
                      checkpoint_path=Path(tmp) / "last.pt")

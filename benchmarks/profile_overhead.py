@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -33,15 +32,14 @@ def main() -> None:
 
     data = make_synthetic(n_train=4000, n_test=500)
     mean, std = channel_stats(data.train_images)
-    config = ModelConfig.from_params({"base_width": 16})
-    train_config = TrainConfig.from_params({"epochs": 6, "batch_size": 128, "lr": 0.05,
-                                            "warmup": 0, "progress_bar": False})
+    config = ModelConfig(base_width=16)
+    train_config = TrainConfig(epochs=6, batch_size=128, lr=0.05, warmup=0, progress_bar=False)
 
     def work(folder: str) -> None:
         torch.manual_seed(0)
         fit(SimpleCNN(config), data.train_images, data.train_labels, data.test_images,
             data.test_labels, BatchAugment("standard", mean, std, 10), train_config,
-            checkpoint_path=Path(folder) / "last.pt", model_config=asdict(config))
+            checkpoint_path=Path(folder) / "last.pt", model_config=config.model_dump())
 
     bare, measured = [], []
     with tempfile.TemporaryDirectory() as folder:

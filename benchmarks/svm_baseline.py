@@ -16,20 +16,19 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import yaml
 from sklearn.preprocessing import StandardScaler
 
-from simple_cnn.classifiers import (
-    CLASSIFIERS,
-    check_classifier_params,
-    fit_with_selection,
-)
+from simple_cnn.classifiers import ClassifierName, fit_with_selection
 from simple_cnn.data.cifar10 import parse_archive
 from simple_cnn.data.raw import stratified_split
-from simple_cnn.features.extract import FeatureConfig, extract_features
+from simple_cnn.features.extract import extract_features
+from simple_cnn.parameters import HogSvmParams
 
+CLASSIFIERS = get_args(ClassifierName)
 PARAMS = Path(__file__).resolve().parents[1] / "conf/base/parameters_hog_svm.yml"
 
 
@@ -40,13 +39,13 @@ def main() -> None:
     parser.add_argument("--linear-svc-rows", type=int, default=20_000)
     args = parser.parse_args()
 
-    params = yaml.safe_load(PARAMS.read_text())["hog_svm"]
+    params = HogSvmParams.model_validate(yaml.safe_load(PARAMS.read_text())["hog_svm"])
     raw = parse_archive(args.archive)
     train, val = stratified_split(raw.train_labels, 5000, seed=42)
-    config = FeatureConfig.from_params(params, raw.train_images.shape[1:3])
+    config = params.feature_config(raw.train_images.shape[1:3])
     started = time.perf_counter()
     train_images, train_labels = raw.train_images[train], raw.train_labels[train]
-    if params["train_on_flips"]:
+    if params.train_on_flips:
         train_images = np.concatenate([train_images, train_images[:, :, ::-1]])
         train_labels = np.concatenate([train_labels, train_labels])
     x_train = extract_features(train_images, config)
@@ -56,19 +55,19 @@ def main() -> None:
     scaler = StandardScaler().fit(x_train)
     x_train, x_val, x_test = (scaler.transform(x, copy=False) for x in (x_train, x_val, x_test))
     print(f"features: {config.kind}, {x_train.shape[1]} dims, {len(x_train):,} training rows "
-          f"(flips: {params['train_on_flips']}), extracted in {feature_seconds:.1f} s")
+          f"(flips: {params.train_on_flips}), extracted in {feature_seconds:.1f} s")
     print(f"{'classifier':<14} {'hyper-parameters':<18} {'n_train':>8} {'val acc':>8} "
           f"{'test acc':>8} {'fit s':>8} {'predict s':>9}")
     results = {}
     for name in args.classifiers:
-        options = check_classifier_params({**params, "classifier": name})[1]
+        options = getattr(params, name)
         if name == "rbf_svc":
-            options = {**options, "allow_more_samples": True}
+            options = options.model_copy(update={"allow_more_samples": True})
         rows = np.arange(len(x_train))
         if name == "linear_svc" and args.linear_svc_rows < len(rows):
             rows = np.random.default_rng(0).choice(len(rows), args.linear_svc_rows, replace=False)
         model, report = fit_with_selection(name, options, x_train[rows], train_labels[rows], x_val,
-                                           raw.train_labels[val], seed=params["seed"])
+                                           raw.train_labels[val], seed=params.seed)
         started = time.perf_counter()
         accuracy = float((model.predict(x_test) == raw.test_labels).mean())
         predict_seconds = time.perf_counter() - started
@@ -76,7 +75,7 @@ def main() -> None:
         print(f"{name:<14} {str(report['best']):<18} {report['n_train']:>8,} "
               f"{report['val_accuracy']:>8.4f} {accuracy:>8.4f} {report['fit_seconds']:>8.1f} "
               f"{predict_seconds:>9.1f}", flush=True)
-    default = params["classifier"]
+    default = params.classifier
     if default in results and "rbf_svc" in results and default != "rbf_svc":
         (acc, fit), (rbf_acc, rbf_fit) = results[default], results["rbf_svc"]
         print(f"{default} vs rbf_svc: accuracy {acc:.4f} vs {rbf_acc:.4f} "

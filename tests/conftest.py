@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
@@ -20,6 +21,28 @@ from simple_cnn.data.raw import RawImages
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck"]
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` merged key by key (Kedro's soft merge of parameters)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def raw_params(group: str, env: str | None = "smoke") -> dict:
+    """The ``group`` parameters of conf/base, with ``env``'s changes merged in."""
+    values = yaml.safe_load((PROJECT_ROOT / f"conf/base/parameters_{group}.yml").read_text())[group]
+    if env:
+        values = merged(values, yaml.safe_load(
+            (PROJECT_ROOT / f"conf/{env}/parameters_{group}.yml").read_text())[group])
+    return values
+
+
+def typed_params(model, env: str | None = "smoke", **changes):
+    """A typed parameter group as Kedro builds it, with ``changes`` merged in."""
+    return model.model_validate(merged(raw_params(model.key, env), changes))
 
 
 def small_raw(n_train: int = 100, n_test: int = 30, seed: int = 0) -> RawImages:

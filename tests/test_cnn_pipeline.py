@@ -1,20 +1,17 @@
 import numpy as np
 import pytest
-import yaml
 from matplotlib.figure import Figure
 
-from simple_cnn.errors import ConfigError
+from simple_cnn.parameters import CnnParams, IngestionParams
 from simple_cnn.pipelines.cnn import create_pipeline
 from simple_cnn.pipelines.ingestion.nodes import (
     load_raw_images,
     split_train_val,
     summarise_splits,
 )
-from tests.conftest import PROJECT_ROOT, run_sliced
+from tests.conftest import run_sliced, typed_params
 
-SMOKE = yaml.safe_load((PROJECT_ROOT / "conf/smoke/parameters_cnn.yml").read_text())["cnn"]
-INGEST = {"source": "synthetic", "val_size": 300, "seed": 0, "image_size": 32,
-          "synthetic": {"n_train": 1500, "n_test": 400}}
+INGEST = typed_params(IngestionParams, val_size=300, seed=0, synthetic={"n_train": 1500, "n_test": 400})
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +22,8 @@ def splits():
             "dataset_summary": summarise_splits(train, val, test, names)}
 
 
-def cnn_params(tmp_path, **training):
-    return {**SMOKE, "training": {**SMOKE["training"], **training}}
+def cnn_params(tmp_path, **training) -> CnnParams:
+    return typed_params(CnnParams, training=training)
 
 
 def test_cnn_pipeline_learns_and_writes_every_output(splits, tmp_path):
@@ -51,15 +48,6 @@ def test_cnn_pipeline_learns_and_writes_every_output(splits, tmp_path):
     for name in pipeline.outputs():
         if name.endswith("_plot"):
             assert isinstance(catalog.load(name), Figure)
-
-
-def test_unknown_feature_map_layer_is_refused_before_training(splits, tmp_path):
-    params = cnn_params(tmp_path, epochs=1, warmup=0)
-    params["plots"] = {**params["plots"], "feature_map_layer": "conv9"}
-    with pytest.raises(ConfigError, match="feature_map_layer='conv9' .* features.0.conv"):
-        run_sliced(create_pipeline(), {**splits, "params:cnn": params,
-                                       "cnn_checkpoint": tmp_path / "last.pt"})
-    assert not (tmp_path / "last.pt").exists()  # no epoch was trained
 
 
 def test_whole_default_pipeline_runs_offline_in_the_smoke_env(smoke_project):

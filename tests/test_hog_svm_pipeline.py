@@ -1,24 +1,22 @@
 import numpy as np
 import pytest
-import yaml
 from matplotlib.figure import Figure
 
-from simple_cnn.classifiers import check_classifier_params, fit_with_selection
-from simple_cnn.errors import ConfigError
-from simple_cnn.features.extract import (
-    FeatureConfig,
-    color_histograms,
-    extract_features,
-)
+from simple_cnn.classifiers import fit_with_selection
+from simple_cnn.errors import ConfigError, DataError
+from simple_cnn.features.extract import color_histograms, extract_features
+from simple_cnn.parameters import HogSvmParams, IngestionParams
 from simple_cnn.pipelines.hog_svm import create_pipeline
 from simple_cnn.pipelines.hog_svm.nodes import extract_svm_features
 from simple_cnn.pipelines.ingestion.nodes import load_raw_images, split_train_val
-from tests.conftest import PROJECT_ROOT, run_sliced
+from tests.conftest import run_sliced, typed_params
 
-SMOKE = yaml.safe_load((PROJECT_ROOT / "conf/smoke/parameters_hog_svm.yml").read_text())["hog_svm"]
-BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_hog_svm.yml").read_text())["hog_svm"]
-INGEST = {"source": "synthetic", "val_size": 300, "seed": 0, "image_size": 32,
-          "synthetic": {"n_train": 1500, "n_test": 500}}
+SMOKE = typed_params(HogSvmParams)
+INGEST = typed_params(IngestionParams, val_size=300, seed=0, synthetic={"n_train": 1500, "n_test": 500})
+
+
+def smoke(**changes) -> HogSvmParams:
+    return typed_params(HogSvmParams, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -47,27 +45,27 @@ def test_pipeline_learns_the_synthetic_task_and_writes_every_output(splits):
 
 @pytest.mark.parametrize("classifier", ["linear_svc", "sgd", "rbf_svc"])
 def test_every_classifier_learns(splits, classifier):
-    params = {**SMOKE, "classifier": classifier}
+    params = smoke(classifier=classifier)
     catalog = run_sliced(create_pipeline(), {**splits, "params:hog_svm": params})
     assert catalog.load("svm_test_metrics")["accuracy"] > 0.5
 
 
 def test_flips_double_the_training_features(splits):
     train, val, test, report = extract_svm_features(splits["train_split"], splits["val_split"],
-                                            splits["test_split"], {**SMOKE, "train_on_flips": True})
+                                            splits["test_split"], smoke(train_on_flips=True))
     assert len(train["features"]) == 2 * len(splits["train_split"]["labels"])
     assert len(val["features"]) == 300
     assert report["n_images"] == 2 * 1200 + 300 + 500
 
 
 def test_default_features_are_multiscale_colour_hog_and_histograms():
-    config = FeatureConfig.from_params(BASE, (32, 32))
+    config = typed_params(HogSvmParams, env=None).feature_config((32, 32))
     images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     assert extract_features(images, config).shape == (2, 7 * 7 * 36 + 3 * 3 * 36 + 3 * 8)
 
 
 def test_pixels_features_are_the_raw_values():
-    config = FeatureConfig.from_params({**SMOKE, "features": "pixels"}, (32, 32))
+    config = smoke(features="pixels").feature_config((32, 32))
     images = np.full((2, 32, 32, 3), 255, dtype=np.uint8)
     features = extract_features(images, config)
     assert features.shape == (2, 3072) and features.max() == 1.0
@@ -84,34 +82,45 @@ def test_color_histograms_count_fractions_per_channel():
 @pytest.mark.parametrize("change, message", [
     ({"features": "sift"}, "hog_svm.features='sift' .* hog, pixels, hog\\+color"),
     ({"classifier": "knn"}, "hog_svm.classifier='knn' .* linear_svc, rbf_svc, kernel_approx, sgd"),
-    ({"hog": {**SMOKE["hog"], "pixels_per_cell": [64, 64]}}, "pixels_per_cell=\\[64, 64\\] is larger than the 32x32"),
-    ({"hog": {**SMOKE["hog"], "cells_per_block": [5, 5]}}, "cells_per_block=\\[5, 5\\] is larger than the grid of 4x4"),
-    ({"hog": {**SMOKE["hog"], "block_norm": "max"}}, "block_norm='max' .* L1, L1-sqrt, L2, L2-Hys"),
-    ({"classifier": "linear_svc", "linear_svc": {"C": [1.0, -2.0], "max_iter": 10}}, "hog_svm.linear_svc.C=-2.0 is out of range"),
-    ({"classifier": "rbf_svc", "rbf_svc": {**SMOKE["rbf_svc"], "gamma": 0}}, "hog_svm.rbf_svc.gamma=0 is out of range"),
-    ({"kernel_approx": {**SMOKE["kernel_approx"], "gamma": -1}}, "hog_svm.kernel_approx.gamma=-1 is out of range"),
+    ({"hog": {"block_norm": "max"}}, "hog_svm.hog.block_norm='max' .* L1, L1-sqrt, L2, L2-Hys"),
+    ({"hog": {"orientations": 0}}, "hog_svm.hog.orientations=0: must be greater than or equal to 1"),
+    ({"linear_svc": {"C": [1.0, -2.0]}}, "hog_svm.linear_svc.C.1=-2.0: must be greater than 0"),
+    ({"rbf_svc": {"gamma": 0}}, "hog_svm.rbf_svc.gamma=0"),
+    ({"kernel_approx": {"gamma": -1}}, "hog_svm.kernel_approx.gamma=-1: must be greater than 0"),
+    ({"sgd": {"alpha": []}}, "hog_svm.sgd.alpha=\\[\\]: .*at least 1 item"),
+    ({"seed": -3}, "hog_svm.seed=-3: must be greater than or equal to 0"),
+    ({"kernel_aprox": {}}, "hog_svm.kernel_aprox is not a known key"),
 ])
-def test_bad_params_fail_before_any_feature_is_computed(splits, change, message, monkeypatch):
+def test_bad_params_are_refused_by_the_typed_model(change, message):
+    with pytest.raises(ConfigError, match=message):
+        smoke(**change)
+
+
+@pytest.mark.parametrize("hog, message", [
+    ({"pixels_per_cell": [64, 64]}, "hog_svm.hog.pixels_per_cell=\\[64, 64\\] is larger than the 32x32"),
+    ({"cells_per_block": [5, 5]}, "hog_svm.hog.cells_per_block=\\[5, 5\\] is larger than the grid of 4x4"),
+])
+def test_hog_cells_that_do_not_fit_fail_before_any_feature_is_computed(splits, hog, message,
+                                                                       monkeypatch):
     monkeypatch.setattr("simple_cnn.pipelines.hog_svm.nodes.extract_features",
                         lambda *a: pytest.fail("features computed before the check"))
     with pytest.raises(ConfigError, match=message):
         extract_svm_features(splits["train_split"], splits["val_split"], splits["test_split"],
-                             {**SMOKE, **change})
+                             smoke(hog=hog))
 
 
 def test_rbf_svc_refuses_too_many_samples_and_explains_why():
-    name, options = check_classifier_params({**SMOKE, "classifier": "rbf_svc",
-                                             "rbf_svc": {**SMOKE["rbf_svc"], "max_train_samples": 50}})
+    params = smoke(classifier="rbf_svc", rbf_svc={"max_train_samples": 50})
     x, y = np.zeros((60, 3), np.float32), np.arange(60) % 2
     with pytest.raises(ConfigError, match="quadratically.*max_train_samples=50. Use classifier: kernel_approx"):
-        fit_with_selection(name, options, x, y, x, y)
+        fit_with_selection(params.classifier, params.classifier_params, x, y, x, y)
 
 
 def test_features_with_nan_are_refused():
     images = np.zeros((1, 32, 32, 3), dtype=np.float64)
     images[0, 3, 3, 0] = np.nan
-    config = FeatureConfig.from_params({**SMOKE, "features": "hog"}, (32, 32))
-    with pytest.raises(ConfigError, match="NaN"):
+    config = smoke(features="hog").feature_config((32, 32))
+    with pytest.raises(DataError, match="NaN"):
         extract_features(images, config)
 
 

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from kedro.validation import ParameterValidationError
+from PIL import Image
 
 from simple_cnn.data.cifar10 import Cifar10Archive, md5_of
 from simple_cnn.data.image_folder import ImageFolder
-from simple_cnn.errors import ConfigError
+from simple_cnn.errors import ConfigError, DataError
+from simple_cnn.parameters import IngestionParams
 from simple_cnn.pipelines.ingestion import create_pipeline
 from tests.conftest import run_sliced
 
@@ -21,7 +24,7 @@ def run_ingestion(params, archive=None, folder=None):
     return run_sliced(create_pipeline(), {
         "cifar10_archive": Cifar10Archive(archive, md5="none") if archive else None,
         "image_folder": ImageFolder(folder) if folder else None,
-        "params:ingestion": params,
+        "params:ingestion": IngestionParams.model_validate(params),
     })
 
 
@@ -55,9 +58,27 @@ def test_unknown_source_lists_the_allowed_ones():
         run_ingestion({**PARAMS, "source": "mnist"})
 
 
-def test_val_size_not_below_train_size_is_refused():
-    with pytest.raises(ConfigError, match="ingestion.val_size=1000 must be smaller"):
-        run_ingestion({**PARAMS, "val_size": 1000})
+@pytest.mark.parametrize("val_size, message", [
+    (1000, r"ingestion.val_size=1000 must be smaller than the training set \(1000 images\)"),
+    (0, "ingestion.val_size=0 leaves no validation split"),
+])
+def test_val_size_must_leave_a_split_and_training_images(val_size, message):
+    with pytest.raises(ConfigError, match=message):
+        run_ingestion({**PARAMS, "val_size": val_size})
+
+
+def test_val_size_against_an_image_folder_is_checked_when_it_is_read(tmp_path):
+    make_folder(tmp_path, n_train=12)
+    with pytest.raises(ConfigError, match=r"ingestion.val_size=12 must be smaller than the training set \(12"):
+        run_ingestion({**PARAMS, "source": "image_folder", "val_size": 12}, folder=tmp_path)
+
+
+def test_a_class_too_small_to_split_is_named(tmp_path):
+    make_folder(tmp_path, n_train=12)
+    (tmp_path / "train" / "green").mkdir()
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(tmp_path / "train" / "green" / "only.png")
+    with pytest.raises(DataError, match=r"class\(es\): green \(1\). Every class needs at least 2"):
+        run_ingestion({**PARAMS, "source": "image_folder", "val_size": 4}, folder=tmp_path)
 
 
 def _versions(project, name, layer="03_primary"):
@@ -73,7 +94,7 @@ def test_smoke_env_through_a_real_session_and_failed_run_keeps_versions(project)
     summary_dir = project / "data/03_primary/dataset_summary.json" / before[0]
     assert json.loads((summary_dir / "dataset_summary.json").read_text())["counts"]["val"]["total"] == 500
 
-    with pytest.raises(ConfigError):
+    with pytest.raises(ParameterValidationError, match="ingestion.val_size=1000000 must be smaller"):
         with KedroSession.create(project_path=project, env="smoke",
                                  runtime_params={"ingestion": {"val_size": 10**6}}) as session:
             session.run(pipeline_name="ingestion")
@@ -94,14 +115,16 @@ def test_cli_gives_a_readable_error_and_non_zero_exit(project, archive):
     assert "Checksum mismatch" in result.stdout + result.stderr
 
 
-def test_image_folder_source_resizes_to_image_size(tmp_path):
-    from PIL import Image
-
-    for split, n in (("train", 12), ("test", 4)):
+def make_folder(root, n_train=12, n_test=4):
+    for split, n in (("train", n_train), ("test", n_test)):
         for i in range(n):
-            path = tmp_path / split / ("red" if i % 2 else "blue") / f"{i}.png"
+            path = root / split / ("red" if i % 2 else "blue") / f"{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (50, 40), (200, 0, 0) if i % 2 else (0, 0, 200)).save(path)
+
+
+def test_image_folder_source_resizes_to_image_size(tmp_path):
+    make_folder(tmp_path)
     catalog = run_ingestion(
         {**PARAMS, "source": "image_folder", "val_size": 4, "image_size": 16}, folder=tmp_path)
     train = catalog.load("train_split")

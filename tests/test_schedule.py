@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from simple_cnn.errors import ConfigError
+from simple_cnn.parameters import CnnParams
 from simple_cnn.training import TrainConfig
 from simple_cnn.training.schedule import build_scheduler
 
@@ -20,7 +21,7 @@ def lrs(config, steps_per_epoch):
 
 
 def test_linear_warmup_then_cosine_decay_values():
-    config = TrainConfig.from_params({"lr": 0.4, "epochs": 3, "warmup": 10, "warmup_unit": "steps",
+    config = TrainConfig(**{"lr": 0.4, "epochs": 3, "warmup": 10, "warmup_unit": "steps",
                                       "warmup_start_factor": 0.1, "scheduler": "cosine"})
     values = lrs(config, steps_per_epoch=20)
     expected_warmup = [0.4 * (0.1 + 0.9 * step / 10) for step in range(10)]
@@ -33,7 +34,7 @@ def test_linear_warmup_then_cosine_decay_values():
 
 
 def test_warmup_in_epochs_and_linear_decay():
-    config = TrainConfig.from_params({"lr": 1.0, "epochs": 4, "warmup": 1, "warmup_unit": "epochs",
+    config = TrainConfig(**{"lr": 1.0, "epochs": 4, "warmup": 1, "warmup_unit": "epochs",
                                       "scheduler": "linear", "warmup_start_factor": 0.5})
     values = lrs(config, steps_per_epoch=5)
     assert values[:5] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])
@@ -42,7 +43,7 @@ def test_warmup_in_epochs_and_linear_decay():
 
 
 def test_step_decay_after_warmup():
-    config = TrainConfig.from_params({"lr": 1.0, "epochs": 4, "warmup": 2, "warmup_unit": "steps",
+    config = TrainConfig(**{"lr": 1.0, "epochs": 4, "warmup": 2, "warmup_unit": "steps",
                                       "scheduler": "step", "step_size_epochs": 1, "step_gamma": 0.5})
     values = lrs(config, steps_per_epoch=4)
     assert values[2:6] == pytest.approx([1.0] * 4)
@@ -50,21 +51,35 @@ def test_step_decay_after_warmup():
 
 
 def test_warmup_longer_than_training_is_refused():
-    config = TrainConfig.from_params({"epochs": 2, "warmup": 3, "warmup_unit": "epochs"})
-    with pytest.raises(ConfigError, match="warmup=3 epochs .* is not shorter than training"):
+    with pytest.raises(ConfigError, match=r"cnn.training.warmup=3.0 epochs of warmup is not shorter than training \(2 epochs\)"):
+        CnnParams.model_validate({"training": {"epochs": 2, "warmup": 3, "warmup_unit": "epochs"}})
+    config = TrainConfig(epochs=2, warmup=30, warmup_unit="steps")  # steps: known with the data
+    with pytest.raises(ConfigError, match="warmup=30.0 steps .* is not shorter than training"):
         lrs(config, steps_per_epoch=10)
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"lr": 0}, r"cnn.training.lr=0 is out of range; allowed: \(0.0, inf\]"),
-    ({"lr": -0.1}, "cnn.training.lr=-0.1 is out of range"),
-    ({"batch_size": 0}, "cnn.training.batch_size=0 is out of range"),
-    ({"epochs": 0}, "cnn.training.epochs=0 is out of range"),
-    ({"epochs": 2.5}, "cnn.training.epochs must be a whole number"),
+    ({"lr": 0}, r"cnn.training.lr=0: must be greater than 0"),
+    ({"lr": -0.1}, "cnn.training.lr=-0.1: must be greater than 0"),
+    ({"batch_size": 0}, "cnn.training.batch_size=0: must be greater than or equal to 1"),
+    ({"epochs": 0}, "cnn.training.epochs=0: must be greater than or equal to 1"),
+    ({"epochs": 2.5}, "cnn.training.epochs=2.5: must be a valid integer"),
+    ({"epochs": True}, "cnn.training.epochs=True: must be a valid integer"),
+    ({"seed": -1}, "cnn.training.seed=-1: must be greater than or equal to 0"),
+    ({"seed": 2**32}, "cnn.training.seed=4294967296: must be less than or equal to 4294967295"),
+    ({"momentum": 0}, "cnn.training.nesterov=True needs momentum > 0"),
+    ({"amp": "fp16"}, "cnn.training.amp='fp16': fp16 needs a CUDA GPU"),
+    ({"lr_max": 1}, "cnn.training.lr_max is not a known key"),
     ({"optimizer": "adam"}, "optimizer='adam' .* sgd, adamw"),
     ({"scheduler": "onecycle"}, "scheduler='onecycle' .* cosine, linear, step, constant"),
     ({"amp": "fp8"}, "amp='fp8' .* auto, fp16, bf16, off"),
 ])
 def test_bad_training_params_are_named(params, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig.from_params(params)
+        CnnParams.model_validate({"training": params})
+
+
+@pytest.mark.parametrize("typed", [False, "off", "OFF"[0:0] or "off"])
+def test_amp_off_as_yaml_reads_it(typed):
+    """YAML 1.1 reads `amp: off` as False; the choice takes it back as the word."""
+    assert CnnParams.model_validate({"training": {"amp": typed}}).training.amp == "off"

@@ -5,11 +5,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from simple_cnn.augment import BatchAugment
 from simple_cnn.data.raw import channel_stats
@@ -24,15 +24,15 @@ MODEL = {"base_width": 8, "hidden_units": 64, "dropout": 0.1}
 
 
 def train(tmp_path, model=MODEL, on_epoch_end=None, **overrides):
-    config = ModelConfig.from_params(model)
+    config = ModelConfig(**model)
     params = {"epochs": 3, "batch_size": 64, "lr": 0.05, "warmup": 10, "warmup_unit": "steps",
               "amp": "off", "device": "cpu", "seed": 7, "progress_bar": False,
               "label_smoothing": 0.0, **overrides}
     augment = BatchAugment("standard", MEAN, STD, num_classes=10)
     torch.manual_seed(params["seed"])
     return fit(SimpleCNN(config), DATA.train_images, DATA.train_labels, DATA.test_images,
-               DATA.test_labels, augment, TrainConfig.from_params(params),
-               checkpoint_path=tmp_path / "ckpt" / "last.pt", model_config=asdict(config),
+               DATA.test_labels, augment, TrainConfig(**params),
+               checkpoint_path=tmp_path / "ckpt" / "last.pt", model_config=config.model_dump(),
                on_epoch_end=on_epoch_end)
 
 
@@ -115,17 +115,16 @@ def test_nan_trap_names_step_lr_and_layer_and_keeps_the_checkpoint(tmp_path):
             with torch.no_grad():
                 poison.model.features[1].conv.weight[0, 0, 0, 0] = float("nan")
 
-    config = ModelConfig.from_params(MODEL)
+    config = ModelConfig(**MODEL)
     model = SimpleCNN(config)
     poison.model = model
     augment = BatchAugment("standard", MEAN, STD, num_classes=10)
-    params = TrainConfig.from_params({"epochs": 3, "batch_size": 64, "lr": 0.05, "amp": "off",
-                                      "device": "cpu", "warmup": 0, "progress_bar": False,
-                                      "scheduler": "constant"})
+    params = TrainConfig(epochs=3, batch_size=64, lr=0.05, amp="off", device="cpu", warmup=0,
+                         progress_bar=False, scheduler="constant")
     before = (tmp_path / "ckpt" / "last.pt")
     with pytest.raises(NonFiniteLossError) as error:
         fit(model, DATA.train_images, DATA.train_labels, DATA.test_images, DATA.test_labels,
-            augment, params, checkpoint_path=before, model_config=asdict(config),
+            augment, params, checkpoint_path=before, model_config=config.model_dump(),
             on_epoch_end=poison)
     message = str(error.value)
     assert "epoch 2, step 1/18" in message and "lr 0.05" in message
@@ -142,7 +141,7 @@ def test_nan_trap_on_a_diverging_run(tmp_path):
 
 
 def test_fp16_on_cpu_is_refused_before_training(tmp_path):
-    with pytest.raises(ConfigError, match="amp=fp16 needs a CUDA GPU"):
+    with pytest.raises(ValidationError, match="fp16 needs a CUDA GPU"):
         train(tmp_path, amp="fp16")
 
 

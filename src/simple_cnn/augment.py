@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +34,14 @@ from simple_cnn.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 PRESETS = ("standard", "seed", "medium", "heavy", "auto")
+Preset = Literal["standard", "seed", "medium", "heavy", "auto"]
 
 
 def resolve_preset(preset: str, n_train: int) -> str:
     """``auto``: heavy below 10k training images, medium below 100k, else standard."""
     if preset not in PRESETS:
         raise ConfigError(
-            f"cnn.augmentation.preset={preset!r} is not allowed; choose one of: {', '.join(PRESETS)}."
+            f"preset={preset!r} is not allowed; choose one of: {', '.join(PRESETS)}."
         )
     if preset != "auto":
         return preset

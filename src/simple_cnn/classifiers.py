@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BeforeValidator, Field
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.kernel_approximation import Nystroem, RBFSampler
@@ -27,14 +27,46 @@ from sklearn.linear_model import RidgeClassifier, SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC, LinearSVC
 
-from simple_cnn import params as P
 from simple_cnn.errors import ConfigError
+from simple_cnn.params import Float, Int, Model
 
 logger = logging.getLogger(__name__)
 
-CLASSIFIERS = ("linear_svc", "rbf_svc", "kernel_approx", "sgd")
-KERNEL_METHODS = ("nystroem", "rbf_sampler")
-PREFIX = "hog_svm"
+ClassifierName = Literal["linear_svc", "rbf_svc", "kernel_approx", "sgd"]
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list | tuple) else [value]
+
+
+Candidates = Annotated[list[Annotated[Float, Field(gt=0)]], BeforeValidator(_as_list),
+                       Field(min_length=1)]
+"""One positive number, or a list of them: each is fitted on train and scored on val."""
+
+
+class LinearSvcParams(Model):
+    C: Candidates = [0.01]
+    max_iter: Int = Field(2000, ge=1)
+
+
+class RbfSvcParams(Model):
+    C: Candidates = [10.0]
+    gamma: Literal["scale", "auto"] | Annotated[Float, Field(gt=0)] = "scale"
+    max_train_samples: Int = Field(10000, ge=1)
+    allow_more_samples: bool = False
+
+
+class KernelApproxParams(Model):
+    method: Literal["nystroem", "rbf_sampler"] = "nystroem"
+    pca_components: Int = Field(256, ge=0)
+    n_components: Int = Field(4000, ge=1)
+    gamma: Float = Field(0.5, gt=0)
+    alpha: Candidates = [1.0]
+
+
+class SgdParams(Model):
+    alpha: Candidates = [1.0e-4]
+    max_iter: Int = Field(20, ge=1)
 
 
 class BatchedTransform(TransformerMixin, BaseEstimator):
@@ -75,72 +107,38 @@ class LeanRidgeClassifier(RidgeClassifier):
         return X, y, sample_weight, Y.astype(X.dtype, copy=False)
 
 
-def _positive_list(params: Mapping[str, Any], key: str, prefix: str) -> list[float]:
-    values = P.require(params, key, prefix)
-    values = values if isinstance(values, list | tuple) else [values]
-    if not values:
-        raise ConfigError(f"{prefix}.{key} must be a positive number or a non-empty list of them.")
-    for value in values:
-        P.number({key: value}, key, prefix, low=0.0, low_open=True)
-    return [float(v) for v in values]
+ClassifierParams = LinearSvcParams | RbfSvcParams | KernelApproxParams | SgdParams
 
 
-def check_classifier_params(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(name, its params) after checking every value; raised before any long computation."""
-    name = P.choice(params, "classifier", CLASSIFIERS, PREFIX)
-    options = dict(P.require(params, name, PREFIX))
-    prefix = f"{PREFIX}.{name}"
-    if name in ("linear_svc", "rbf_svc"):
-        options["C"] = _positive_list(options, "C", prefix)
-    if name == "rbf_svc":
-        gamma = P.require(options, "gamma", prefix)
-        if gamma not in ("scale", "auto"):
-            P.number(options, "gamma", prefix, low=0.0, low_open=True)
-        P.number(options, "max_train_samples", prefix, integer=True, low=1)
-        P.flag(options, "allow_more_samples", prefix)
-    if name == "kernel_approx":
-        P.choice(options, "method", KERNEL_METHODS, prefix)
-        P.number(options, "n_components", prefix, integer=True, low=1)
-        P.number(options, "pca_components", prefix, integer=True, low=0)
-        P.number(options, "gamma", prefix, low=0.0, low_open=True)
-        options["alpha"] = _positive_list(options, "alpha", prefix)
-    if name == "sgd":
-        options["alpha"] = _positive_list(options, "alpha", prefix)
-        P.number(options, "max_iter", prefix, integer=True, low=1)
-    if name in ("linear_svc", "sgd"):
-        P.number(options, "max_iter", prefix, integer=True, low=1)
-    return name, options
-
-
-def _candidates(name: str, options: dict[str, Any], n_features: int, variance: float,
+def _candidates(options: ClassifierParams, n_features: int, variance: float,
                 seed: int) -> list[tuple[dict[str, float], BaseEstimator]]:
-    if name == "linear_svc":
-        return [({"C": c}, LinearSVC(C=c, dual="auto", max_iter=options["max_iter"],
-                                     random_state=seed)) for c in options["C"]]
-    if name == "rbf_svc":
-        return [({"C": c}, SVC(C=c, kernel="rbf", gamma=options["gamma"], random_state=seed))
-                for c in options["C"]]
-    if name == "sgd":
-        return [({"alpha": a}, SGDClassifier(loss="hinge", alpha=a, max_iter=options["max_iter"],
-                                             tol=None, random_state=seed)) for a in options["alpha"]]
+    if isinstance(options, LinearSvcParams):
+        return [({"C": c}, LinearSVC(C=c, dual="auto", max_iter=options.max_iter,
+                                     random_state=seed)) for c in options.C]
+    if isinstance(options, RbfSvcParams):
+        return [({"C": c}, SVC(C=c, kernel="rbf", gamma=options.gamma, random_state=seed))
+                for c in options.C]
+    if isinstance(options, SgdParams):
+        return [({"alpha": a}, SGDClassifier(loss="hinge", alpha=a, max_iter=options.max_iter,
+                                             tol=None, random_state=seed)) for a in options.alpha]
     # kernel_approx: gamma is relative to the features' total variance, so one value works
     # across feature sets: k(x, y) = exp(-gamma * |x - y|^2 / total variance)
     steps: list[BaseEstimator] = []
-    if options["pca_components"] and options["pca_components"] < n_features:
-        steps.append(PCA(options["pca_components"], svd_solver="randomized", random_state=seed))
-    gamma = options["gamma"] / variance
-    feature_map = (Nystroem(gamma=gamma, n_components=options["n_components"], random_state=seed)
-                   if options["method"] == "nystroem"
-                   else RBFSampler(gamma=gamma, n_components=options["n_components"], random_state=seed))
+    if options.pca_components and options.pca_components < n_features:
+        steps.append(PCA(options.pca_components, svd_solver="randomized", random_state=seed))
+    gamma = options.gamma / variance
+    feature_map = (Nystroem(gamma=gamma, n_components=options.n_components, random_state=seed)
+                   if options.method == "nystroem"
+                   else RBFSampler(gamma=gamma, n_components=options.n_components, random_state=seed))
     # copy_X=False: the ridge centres the kernel map in place (it is the pipeline's own array)
     return [({"alpha": a}, make_pipeline(*steps, BatchedTransform(feature_map),
                                          LeanRidgeClassifier(alpha=a, copy_X=False)))
-            for a in options["alpha"]]
+            for a in options.alpha]
 
 
 def fit_with_selection(
     name: str,
-    options: dict[str, Any],
+    options: ClassifierParams,
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_val: np.ndarray,
@@ -148,23 +146,23 @@ def fit_with_selection(
     seed: int = 0,
 ) -> tuple[BaseEstimator, dict[str, Any]]:
     """Fit each candidate on train, score it on val, keep the best; return it and a report."""
-    if name == "rbf_svc" and len(x_train) > options["max_train_samples"]:
-        if not options["allow_more_samples"]:
+    if isinstance(options, RbfSvcParams) and len(x_train) > options.max_train_samples:
+        if not options.allow_more_samples:
             raise ConfigError(
-                f"hog_svm.classifier=rbf_svc on {len(x_train):,} samples: an exact kernel SVM's "
-                "fit grows quadratically to cubically with the samples (hours for CIFAR-10's "
-                f"45,000). It is capped at hog_svm.rbf_svc.max_train_samples="
-                f"{options['max_train_samples']:,}. Use classifier: kernel_approx for RBF-like "
-                "accuracy at linear cost, raise max_train_samples, or set allow_more_samples: "
-                "true to train on a random subset of that size."
+                f"rbf_svc on {len(x_train):,} samples: an exact kernel SVM's fit grows "
+                "quadratically to cubically with the samples (hours for CIFAR-10's 45,000), so "
+                f"it is capped at max_train_samples={options.max_train_samples:,}. Use "
+                "classifier: kernel_approx for RBF-like accuracy at linear cost, raise "
+                "max_train_samples, or set allow_more_samples: true to train on a random "
+                "subset of that size."
             )
-        keep = np.random.default_rng(seed).choice(len(x_train), options["max_train_samples"], replace=False)
+        keep = np.random.default_rng(seed).choice(len(x_train), options.max_train_samples, replace=False)
         x_train, y_train = x_train[keep], y_train[keep]
         logger.info("rbf_svc: training on a random subset of %d samples.", len(keep))
     variance = float(x_train.var(axis=0).sum())  # = n_features on standardised features
     report: dict[str, Any] = {"classifier": name, "candidates": []}
     best, best_score = None, -1.0
-    for hyper, estimator in _candidates(name, options, x_train.shape[1], variance, seed):
+    for hyper, estimator in _candidates(options, x_train.shape[1], variance, seed):
         started = time.perf_counter()
         estimator = clone(estimator).fit(x_train, y_train)
         fit_seconds = time.perf_counter() - started

@@ -1,15 +1,25 @@
-"""Project commands, added to ``kedro``'s: ``kedro prune-versions``."""
+"""Project commands, added to ``kedro``'s: ``kedro prune-versions``, and ``kedro run`` with
+short messages for the project's own errors."""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io.core import AbstractVersionedDataset
+from kedro.validation import ParameterValidationError
 
+from simple_cnn.errors import ConfigError, DataError
+from simple_cnn.training.diagnostics import NonFiniteLossError
 from simple_cnn.versions import delete, human, plan_prune, versions
 
 # Kedro imports this module before it runs any command, so these filters quiet upstream noise
@@ -25,12 +35,50 @@ def cli() -> None:
     """Simple CNN's own commands."""
 
 
+# Errors whose message already says what is wrong and how to fix it: shown without traceback.
+READABLE = (ConfigError, DataError, NonFiniteLossError, ParameterValidationError)
+TRACEBACK_VARIABLE = "SIMPLE_CNN_TRACEBACK"
+
+
+def short_message(error: BaseException) -> str:
+    """The message alone; for Kedro's parameter validation, only the lines naming keys."""
+    text = str(error)
+    if isinstance(error, ParameterValidationError):
+        text = text.removeprefix("Parameter validation failed:\n")
+        text = re.sub(r"^- Parameter '[^']+': (Failed to instantiate \w+ for parameter '[^']+': )?",
+                      "", text, flags=re.M)
+    return text
+
+
+@contextmanager
+def readable_errors(show_traceback: bool) -> Iterator[None]:
+    """The project's own errors as a short message and exit code 1; others as Kedro shows them."""
+    try:
+        yield
+    except READABLE as error:
+        if show_traceback or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        click.secho(f"Error: {short_message(error)}", fg="red", err=True)
+        click.echo(f"(The full traceback: add --traceback, or set {TRACEBACK_VARIABLE}=1.)",
+                   err=True)
+        sys.exit(1)
+
+
+@cli.command("run", params=[*kedro_run.params, click.Option(
+    ["--traceback"], is_flag=True, help="Show the full traceback of the project's own errors.")],
+    help=kedro_run.help, short_help=kedro_run.short_help)
+def run(traceback: bool, **kwargs) -> None:
+    with readable_errors(traceback):
+        kedro_run.callback(**kwargs)
+
+
 def _versioned_folders(env: str | None) -> dict[str, Path]:
     """Every versioned dataset the catalog knows (factory patterns resolved against the
     registered pipelines) and the folder holding its versions."""
     from kedro.framework.project import pipelines
+    from kedro.utils import find_kedro_project
 
-    project = Path.cwd()
+    project = find_kedro_project(Path.cwd()) or Path.cwd()  # as `kedro run` finds it
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=env) as session:
         catalog = session.load_context().catalog

@@ -1,4 +1,5 @@
-"""Project hooks: a per-node run profile, and where the comparison report landed."""
+"""Project hooks: checks between parameter groups, a per-node run profile, and where the
+comparison report landed."""
 
 from __future__ import annotations
 
@@ -11,12 +12,25 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
+from simple_cnn.parameters import check_across_groups
 from simple_cnn.profiling import Measurement, format_table
 
 logger = logging.getLogger(__name__)
 
 PROFILE_DATASET = "run_profile"
 REPORT_DATASET = "comparison_report"
+
+
+class ParameterChecksHooks:
+    """Rules between parameter groups, checked before the first node runs (Kedro validates
+    each group on its own when the session starts)."""
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
+        used = {name.split(":", 1)[1].split(".")[0] for name in pipeline.all_inputs()
+                if name.startswith("params:")}
+        if used and "parameters" in catalog:
+            check_across_groups(catalog.load("parameters"), used)
 
 
 class RunProfileHooks:

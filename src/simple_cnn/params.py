@@ -1,58 +1,136 @@
-"""Parameter checks that run when a node starts: each error names the key and what is allowed."""
+"""The base of every typed parameter model, and errors a person can read.
+
+Each parameter group (``ingestion``, ``hog_svm``, ``cnn``) is a pydantic model that mirrors its
+YAML file. Kedro validates a node's ``params:<key>`` input against the model its function
+declares when the session starts, before the first node runs. The models are plain pydantic:
+notebooks and scripts get the same checks.
+
+Two conveniences for what people type:
+
+- YAML 1.1 (used by the conf files and by ``--params``) reads ``off``/``on``/``yes``/``no`` as
+  booleans; a string choice (``Choice``) maps them back to the word, so ``amp: off`` works.
+- Numbers are strict: ``epochs: true`` is refused rather than read as 1.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Annotated, Any, ClassVar, get_args
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from simple_cnn.errors import ConfigError
 
+# YAML 1.1 reads these words as booleans; a string choice gets the word back.
+_YAML_BOOLEANS = {True: ("on", "yes", "true"), False: ("off", "no", "false")}
 
-def choice(params: Mapping[str, Any], key: str, allowed: Collection[str], prefix: str) -> str:
-    """``params[key]`` if it is one of ``allowed``."""
-    value = require(params, key, prefix)
-    if value not in allowed:
-        raise ConfigError(
-            f"{prefix}.{key}={value!r} is not allowed; choose one of: "
-            f"{', '.join(map(str, allowed))}."
-        )
+Int = Annotated[int, Strict()]
+"""A whole number; ``true``/``false`` and ``3.0`` are refused."""
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {value!r}")
     return value
 
 
-def require(params: Mapping[str, Any], key: str, prefix: str) -> Any:
-    if key not in params:
-        raise ConfigError(f"{prefix}.{key} is missing from the parameters (conf/base/parameters_*.yml).")
-    return params[key]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+"""A real number (whole numbers are accepted); ``true``/``false`` are refused."""
 
 
-def number(
-    params: Mapping[str, Any],
-    key: str,
-    prefix: str,
-    *,
-    integer: bool = False,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-) -> float | int:
-    """A number within [low, high] (or (low, high] with ``low_open``)."""
-    value = require(params, key, prefix)
-    kind = "a whole number" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type:
-        raise ConfigError(f"{prefix}.{key} must be {kind}, got {value!r}.")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and value > high
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ConfigError(f"{prefix}.{key}={value!r} is out of range; allowed: {left}{lo}, {hi}].")
-    return value
+def Choice(*words: str) -> Any:  # noqa: N802 - reads as a type
+    """``Literal[*words]`` that also accepts the booleans YAML 1.1 makes of ``off``/``on``/...."""
+    from typing import Literal
+
+    allowed = Literal[words]  # type: ignore[valid-type]
+
+    def from_yaml_boolean(value: Any) -> Any:
+        if isinstance(value, bool):
+            return next((w for w in _YAML_BOOLEANS[value] if w in words), value)
+        return value
+
+    return Annotated[allowed, BeforeValidator(from_yaml_boolean)]
 
 
-def flag(params: Mapping[str, Any], key: str, prefix: str) -> bool:
-    value = require(params, key, prefix)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{prefix}.{key} must be true or false, got {value!r}.")
-    return value
+def invalid(key: str, value: Any, message: str) -> PydanticCustomError:
+    """A cross-field error, raised in a ``model_validator(mode="after")``, that names ``key``
+    (a path relative to that model) and its ``value``; ``message`` reads on from the value."""
+    return PydanticCustomError("invalid_at", "{message}", {"key": key, "value": value,
+                                                           "message": message})
+
+
+class Model(BaseModel):
+    """Frozen, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParameterGroup(Model):
+    """A top-level group (``key`` in ``parameters_<key>.yml``). ``model_validate`` raises
+    :class:`ConfigError` with one short line per problem, each naming the full key."""
+
+    key: ClassVar[str]
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # type: ignore[override]
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as error:
+            raise ConfigError(describe(error, cls, cls.key)) from None
+
+
+def build(model: type[BaseModel], prefix: str, **values: Any) -> Any:
+    """``model(**values)``, with errors as :class:`ConfigError` naming ``prefix.<key>``."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        raise ConfigError(describe(error, model, prefix)) from None
+
+
+def describe(error: ValidationError, model: type[BaseModel], prefix: str) -> str:
+    """One line per problem: the full key, the value, and what is allowed."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        loc = [str(part) for part in problem["loc"] if not _is_tag(part)]
+        if problem["type"] == "invalid_at":  # a model's rule that names one of its keys
+            loc = [*loc, *problem["ctx"]["key"].split(".")]
+        key = ".".join([prefix, *loc])
+        lines.append(_line(problem, key, _model_at(model, loc[:-1])))
+    shown = lines[:5] + ([f"... and {len(lines) - 5} more."] if len(lines) > 5 else [])
+    return "\n".join(shown)
+
+
+def _is_tag(part: Any) -> bool:
+    """pydantic adds the validator's name to a location inside annotated types."""
+    return isinstance(part, str) and part.startswith(("function-", "literal["))
+
+
+def _line(problem: dict[str, Any], key: str, parent: type[BaseModel] | None) -> str:
+    kind, value = problem["type"], problem.get("input")
+    if kind == "extra_forbidden":
+        allowed = ", ".join(parent.model_fields) if parent else "see the schema"
+        return f"{key} is not a known key (a typo?); allowed keys here: {allowed}."
+    if kind == "missing":
+        return f"{key} is missing; add it (conf/base/parameters_*.yml shows every key)."
+    if kind == "invalid_at":
+        return f"{key}={problem['ctx']['value']!r} {problem['ctx']['message']}."
+    if kind == "literal_error":
+        return f"{key}={value!r} is not allowed; choose one of: {_expected(problem)}."
+    message = problem["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+    return f"{key}={value!r}: {message}."
+
+
+def _expected(problem: dict[str, Any]) -> str:
+    return problem.get("ctx", {}).get("expected", "").replace("'", "").replace(" or ", ", ")
+
+
+def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    """The model class found by following ``path`` through nested model fields."""
+    current: Any = model
+    for name in path:
+        field = getattr(current, "model_fields", {}).get(name)
+        if field is None:
+            return None
+        current = next((t for t in (field.annotation, *get_args(field.annotation))
+                        if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    return current

@@ -6,8 +6,10 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # an env's parameters files hold only what differs from conf/base (nested keys merge)
+    "merge_strategy": {"parameters": "soft"},
 }
 
-from simple_cnn.hooks import RunProfileHooks  # noqa: E402
+from simple_cnn.hooks import ParameterChecksHooks, RunProfileHooks  # noqa: E402
 
-HOOKS = (RunProfileHooks(),)
+HOOKS = (ParameterChecksHooks(), RunProfileHooks())

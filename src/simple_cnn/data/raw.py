@@ -42,23 +42,38 @@ class RawImages:
         return self
 
 
+def val_size_problem(val_size: int, n_train: int | None) -> str | None:
+    """What is wrong with holding out ``val_size`` of ``n_train`` images (``None``: nothing;
+    ``n_train=None``: the size is not known yet)."""
+    if val_size < 1:
+        return ("leaves no validation split, which picks the CNN's best epoch and the SVM's "
+                "hyper-parameters: hold out some images, e.g. 10 % of the training set")
+    if n_train is not None and val_size >= n_train:
+        return (f"must be smaller than the training set ({n_train} images): choose a value "
+                f"below {n_train}, e.g. {max(n_train // 10, 1)}")
+    return None
+
+
 def stratified_split(
-    labels: np.ndarray, val_size: int, seed: int
+    labels: np.ndarray, val_size: int, seed: int, class_names: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) with ``val_size`` items held out in the class proportions of ``labels``."""
     from sklearn.model_selection import train_test_split
 
     n = len(labels)
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
-        raise ConfigError(f"ingestion.val_size must be a whole number >= 0, got {val_size!r}.")
-    if val_size >= n:
-        raise ConfigError(
-            f"ingestion.val_size={val_size} must be smaller than the training set ({n} images): "
-            f"choose a value below {n}, e.g. {max(n // 10, 1)}."
+    problem = val_size_problem(val_size, n)
+    if problem:
+        raise ConfigError(f"val_size={val_size} {problem}.")
+    counts = np.bincount(labels, minlength=len(class_names or []))
+    scarce = [int(c) for c in np.flatnonzero(counts < 2)]
+    if scarce:
+        names = ", ".join(f"{class_names[c] if class_names else c} ({counts[c]})" for c in scarce)
+        raise DataError(
+            f"Too few training images to split into train and validation for class(es): "
+            f"{names}. Every class needs at least 2; add images of those classes or remove "
+            "their folders."
         )
     indices = np.arange(n)
-    if val_size == 0:
-        return indices, indices[:0]
     n_classes = len(np.unique(labels))
     stratify = labels if n_classes <= val_size and n - val_size >= n_classes else None
     train, val = train_test_split(

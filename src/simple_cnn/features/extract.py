@@ -2,56 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BeforeValidator, Field
 
-from simple_cnn import params as P
 from simple_cnn.data.raw import to_grayscale
-from simple_cnn.errors import ConfigError
-from simple_cnn.features.hog import (
-    BLOCK_NORMS,
-    check_hog_options,
-    hog_dimension,
-    hog_features,
-)
+from simple_cnn.errors import DataError
+from simple_cnn.features.hog import check_hog_options, hog_dimension, hog_features
+from simple_cnn.params import Int, Model
 
-FEATURES = ("hog", "pixels", "hog+color")
-PREFIX = "hog_svm"
+
+def _pair(value: Any) -> Any:
+    """``8`` -> ``(8, 8)``, as ``skimage.feature.hog`` reads one int."""
+    return (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Pair = Annotated[tuple[Annotated[Int, Field(ge=1)], Annotated[Int, Field(ge=1)]],
+                 BeforeValidator(_pair)]
+
+
+class HogParams(Model):
+    """``hog_svm.hog``: the options of ``skimage.feature.hog``, plus extra cell sizes."""
+
+    orientations: Int = Field(9, ge=1, le=180)
+    pixels_per_cell: Pair = (4, 4)
+    extra_pixels_per_cell: list[Pair] = [(8, 8)]
+    cells_per_block: Pair = (2, 2)
+    block_norm: Literal["L1", "L1-sqrt", "L2", "L2-Hys"] = "L1-sqrt"
+    colour: bool = True
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    kind: str = "hog+color"
-    orientations: int = 9
-    pixels_per_cell: tuple[tuple[int, int], ...] = ((8, 8),)
-    cells_per_block: tuple[int, int] = (2, 2)
-    block_norm: str = "L2-Hys"
-    colour: bool = False
+    """What ``extract_features`` computes; :meth:`for_images` checks it against the image size."""
+
+    kind: Literal["hog", "pixels", "hog+color"] = "hog+color"
+    hog: HogParams = HogParams()
     color_histogram_bins: int = 8
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], image_shape: tuple[int, int]) -> FeatureConfig:
-        """From ``hog_svm`` params; checks every option against the image size."""
-        kind = P.choice(params, "features", FEATURES, PREFIX)
-        hog = P.require(params, "hog", PREFIX)
-        prefix = f"{PREFIX}.hog"
-        orientations = P.number(hog, "orientations", prefix, integer=True, low=1, high=180)
-        P.choice(hog, "block_norm", BLOCK_NORMS, prefix)
-        colour = P.flag(hog, "colour", prefix)
-        cells = [P.require(hog, "pixels_per_cell", prefix), *hog.get("extra_pixels_per_cell", [])]
-        cell_sizes = []
-        for cell in cells:
-            size, block, _ = check_hog_options(image_shape, orientations, cell,
-                                               P.require(hog, "cells_per_block", prefix),
-                                               hog["block_norm"])
-            cell_sizes.append(size)
-        bins = 0
-        if kind == "hog+color":
-            bins = P.number(params, "color_histogram_bins", PREFIX, integer=True, low=1, high=256)
-        return cls(kind, orientations, tuple(cell_sizes), block, hog["block_norm"], colour, bins)
+    @property
+    def cell_sizes(self) -> tuple[tuple[int, int], ...]:
+        return (self.hog.pixels_per_cell, *self.hog.extra_pixels_per_cell)
+
+    def check(self, image_shape: tuple[int, int]) -> FeatureConfig:
+        """Raise ``ConfigError`` (naming the HOG option) if a cell or block does not fit."""
+        if self.kind != "pixels":
+            for cell in self.cell_sizes:
+                check_hog_options(image_shape, self.hog.orientations, cell,
+                                  self.hog.cells_per_block, self.hog.block_norm)
+        return self
 
 
 def color_histograms(images: np.ndarray, bins: int, chunk: int = 4096) -> np.ndarray:
@@ -74,18 +75,19 @@ def extract_features(images: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """float32 (N, D) features of uint8 (N, H, W, C) images."""
     if config.kind == "pixels":
         return images.reshape(len(images), -1).astype(np.float32) / 255.0
-    source = images if config.colour else to_grayscale(images)[..., 0]
-    widths = [hog_dimension(source.shape[1:3], config.orientations, cell, config.cells_per_block)
-              for cell in config.pixels_per_cell]
+    hog = config.hog
+    source = images if hog.colour else to_grayscale(images)[..., 0]
+    widths = [hog_dimension(source.shape[1:3], hog.orientations, cell, hog.cells_per_block)
+              for cell in config.cell_sizes]
     if config.kind == "hog+color":
         widths.append(images.shape[-1] * config.color_histogram_bins)
     features = np.empty((len(images), sum(widths)), dtype=np.float32)  # filled part by part
     edges = np.cumsum([0, *widths])
-    for cell, start, stop in zip(config.pixels_per_cell, edges[:-1], edges[1:]):
-        hog_features(source, config.orientations, cell, config.cells_per_block, config.block_norm,
-                     channel_axis=-1 if config.colour else None, out=features[:, start:stop])
+    for cell, start, stop in zip(config.cell_sizes, edges[:-1], edges[1:]):
+        hog_features(source, hog.orientations, cell, hog.cells_per_block, hog.block_norm,
+                     channel_axis=-1 if hog.colour else None, out=features[:, start:stop])
     if config.kind == "hog+color":
         features[:, edges[-2]:] = color_histograms(images, config.color_histogram_bins)
     if not np.isfinite(features).all():
-        raise ConfigError("Features hold NaN or inf values; check the input images.")
+        raise DataError("Features hold NaN or inf values; check the input images.")
     return features

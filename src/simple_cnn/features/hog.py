@@ -34,9 +34,9 @@ def _pair(value, name: str) -> tuple[int, int]:
     try:
         pair = tuple(int(v) for v in value)
     except TypeError:
-        raise ConfigError(f"hog_svm.hog.{name} must be an int or a pair of ints, got {value!r}.") from None
+        raise ConfigError(f"{name} must be an int or a pair of ints, got {value!r}.") from None
     if len(pair) != 2 or min(pair) < 1:
-        raise ConfigError(f"hog_svm.hog.{name} must be one or two positive ints, got {value!r}.")
+        raise ConfigError(f"{name} must be one or two positive ints, got {value!r}.")
     return pair  # type: ignore[return-value]
 
 
@@ -49,23 +49,23 @@ def check_hog_options(
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Validate options against the image size; return (cell, block, cells grid)."""
     if isinstance(orientations, bool) or not isinstance(orientations, int | np.integer) or orientations < 1:
-        raise ConfigError(f"hog_svm.hog.orientations must be a whole number >= 1, got {orientations!r}.")
+        raise ConfigError(f"orientations must be a whole number >= 1, got {orientations!r}.")
     if block_norm not in BLOCK_NORMS:
         raise ConfigError(
-            f"hog_svm.hog.block_norm={block_norm!r} is not allowed; choose one of: {', '.join(BLOCK_NORMS)}."
+            f"block_norm={block_norm!r} is not allowed; choose one of: {', '.join(BLOCK_NORMS)}."
         )
     cell = _pair(pixels_per_cell, "pixels_per_cell")
     block = _pair(cells_per_block, "cells_per_block")
     height, width = image_shape
     if cell[0] > height or cell[1] > width:
         raise ConfigError(
-            f"hog_svm.hog.pixels_per_cell={list(cell)} is larger than the {height}x{width} images; "
+            f"pixels_per_cell={list(cell)} is larger than the {height}x{width} images; "
             f"allowed: 1 to {height} (rows) and 1 to {width} (columns)."
         )
     cells = (height // cell[0], width // cell[1])
     if block[0] > cells[0] or block[1] > cells[1]:
         raise ConfigError(
-            f"hog_svm.hog.cells_per_block={list(block)} is larger than the grid of "
+            f"cells_per_block={list(block)} is larger than the grid of "
             f"{cells[0]}x{cells[1]} cells ({height}x{width} images, {list(cell)} pixels per "
             f"cell); allowed: 1 to {cells[0]} (rows) and 1 to {cells[1]} (columns)."
         )

@@ -8,80 +8,66 @@ channels, height and width: GroupNorm with one group), ``activation`` ReLU, Leak
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Literal
 
 import torch
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from simple_cnn import params as P
-from simple_cnn.errors import ConfigError
+from simple_cnn.params import Float, Int, Model, invalid
 
 NORMS = ("batch", "group", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    in_channels: int = 3
-    num_classes: int = 10
-    image_size: int = 32
-    base_width: int = 16
-    num_blocks: int = 3
-    kernel_size: int = 3
-    norm: str = "batch"
-    num_groups: int = 8
-    activation: str = "relu"
-    negative_slope: float = 0.3
-    pool: bool = True
-    hidden_units: int = 512
-    dropout: float = 0.2
+class ModelParams(Model):
+    """The ``cnn.model`` parameters: the network's shape."""
 
+    in_channels: Literal[1, 3] = 3
+    base_width: Int = Field(16, ge=1)
+    num_blocks: Int = Field(3, ge=1, le=6)
+    kernel_size: Int = Field(3, ge=1)
+    norm: Literal["batch", "group", "layer", "none"] = "batch"
+    num_groups: Int = Field(8, ge=1)
+    activation: Literal["relu", "leaky_relu", "gelu"] = "relu"
+    negative_slope: Float = Field(0.3, ge=0.0, le=1.0)
+    pool: bool = True
+    hidden_units: Int = Field(512, ge=1)
+    dropout: Float = Field(0.2, ge=0.0, le=0.95)
+
+    @field_validator("kernel_size")
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], **data: Any) -> ModelConfig:
-        """Build from ``cnn.model`` params (``data`` adds what the dataset decides: channels,
-        classes, image size); every key is checked and errors name it."""
-        prefix = "cnn.model"
-        unknown = set(params) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(
-                f"{prefix} has unknown key(s) {sorted(unknown)}; allowed: "
-                f"{sorted(f.name for f in fields(cls))}."
-            )
-        merged = {**asdict(cls()), **params, **data}
-        config = cls(**merged)
-        P.choice(merged, "norm", NORMS, prefix)
-        P.choice(merged, "activation", ACTIVATIONS, prefix)
-        if merged["in_channels"] not in (1, 3):
-            raise ConfigError(f"{prefix}.in_channels must be 1 (gray) or 3 (RGB), got {merged['in_channels']}.")
-        P.number(merged, "base_width", prefix, integer=True, low=1)
-        P.number(merged, "num_blocks", prefix, integer=True, low=1, high=6)
-        P.number(merged, "hidden_units", prefix, integer=True, low=1)
-        P.number(merged, "dropout", prefix, low=0.0, high=0.95)
-        P.number(merged, "negative_slope", prefix, low=0.0, high=1.0)
-        kernel = P.number(merged, "kernel_size", prefix, integer=True, low=1)
+    def _odd_kernel(cls, kernel: int) -> int:
         if kernel % 2 == 0:
-            raise ConfigError(f"{prefix}.kernel_size={kernel} must be odd (1, 3, 5, ...) for 'same' padding.")
-        P.flag(merged, "pool", prefix)
-        if config.pool and config.image_size // 2**config.num_blocks < 1:
-            raise ConfigError(
-                f"{prefix}.num_blocks={config.num_blocks} pools a {config.image_size}px image "
-                "below 1 pixel; use fewer blocks or pool: false."
-            )
-        if config.norm == "group":
-            groups = P.number(merged, "num_groups", prefix, integer=True, low=1)
-            bad = [w for w in config.widths if w % groups]
-            if bad:
-                raise ConfigError(
-                    f"{prefix}.num_groups={groups} does not divide the channel counts {bad} "
-                    f"(widths {list(config.widths)}); choose a divisor of {config.base_width}."
-                )
-        return config
+            raise ValueError("must be odd (1, 3, 5, ...) for 'same' padding")
+        return kernel
+
+    @model_validator(mode="after")
+    def _groups_divide_widths(self) -> ModelParams:
+        bad = [w for w in self.widths if w % self.num_groups]
+        if self.norm == "group" and bad:
+            raise invalid("num_groups", self.num_groups,
+                          f"does not divide the channel counts {bad} (widths {list(self.widths)}); "
+                          f"choose a divisor of {self.base_width}")
+        return self
 
     @property
     def widths(self) -> tuple[int, ...]:
         return tuple(self.base_width * 2**i for i in range(self.num_blocks))
+
+
+class ModelConfig(ModelParams):
+    """Everything ``SimpleCNN`` needs: ``ModelParams`` plus what the data decides."""
+
+    num_classes: Int = Field(10, ge=2)
+    image_size: Int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _pooling_fits_the_image(self) -> ModelConfig:
+        if self.pool and self.image_size // 2**self.num_blocks < 1:
+            raise invalid("num_blocks", self.num_blocks, f"pools a {self.image_size}px image "
+                          "below 1 pixel; use fewer blocks or pool: false")
+        return self
 
 
 def make_activation(name: str, negative_slope: float = 0.3) -> nn.Module:
@@ -91,7 +77,7 @@ def make_activation(name: str, negative_slope: float = 0.3) -> nn.Module:
         return nn.LeakyReLU(negative_slope)
     if name == "gelu":
         return nn.GELU()
-    raise ConfigError(f"Unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}.")
+    raise ValueError(f"Unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}.")
 
 
 def make_norm(name: str, channels: int, num_groups: int) -> nn.Module:
@@ -101,7 +87,9 @@ def make_norm(name: str, channels: int, num_groups: int) -> nn.Module:
         return nn.GroupNorm(num_groups, channels)
     if name == "layer":
         return nn.GroupNorm(1, channels)  # LayerNorm over (C, H, W), as in ConvNets
-    return nn.Identity()
+    if name == "none":
+        return nn.Identity()
+    raise ValueError(f"Unknown norm {name!r}; choose one of: {', '.join(NORMS)}.")
 
 
 class ConvBlock(nn.Sequential):

@@ -2,79 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Literal
 
 import torch
+from pydantic import Field, field_validator, model_validator
 
-from simple_cnn import params as P
 from simple_cnn.errors import ConfigError
-
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULERS = ("cosine", "linear", "step", "constant")
-WARMUP_UNITS = ("epochs", "steps")
-AMP_MODES = ("auto", "fp16", "bf16", "off")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from simple_cnn.params import Choice, Float, Int, Model, invalid
 
 PREFIX = "cnn.training"
+SEED_RANGE = (0, 2**32 - 1)  # what NumPy's and torch's generators accept
+AmpMode = Choice("auto", "fp16", "bf16", "off")  # `amp: off` in YAML arrives as False
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 15
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
+class TrainConfig(Model):
+    """The ``cnn.training`` parameters. Rules that need the data size (batch vs training set,
+    warmup vs training length in steps) are checked by :meth:`steps_per_epoch` and
+    :meth:`check_schedule` when the training set is known."""
+
+    epochs: Int = Field(15, ge=1)
+    batch_size: Int = Field(256, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: Float = Field(0.2, gt=0.0)
+    momentum: Float = Field(0.9, ge=0.0, le=0.999)
     nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    scheduler: str = "linear"
-    warmup: float = 1
-    warmup_unit: str = "epochs"
-    warmup_start_factor: float = 0.1
-    step_size_epochs: int = 5
-    step_gamma: float = 0.1
-    amp: str = "auto"
-    device: str = "auto"
+    weight_decay: Float = Field(5e-4, ge=0.0)
+    label_smoothing: Float = Field(0.1, ge=0.0, le=0.5)
+    scheduler: Literal["cosine", "linear", "step", "constant"] = "linear"
+    warmup: Float = Field(2, ge=0.0)
+    warmup_unit: Literal["epochs", "steps"] = "epochs"
+    warmup_start_factor: Float = Field(0.1, gt=0.0, le=1.0)
+    step_size_epochs: Int = Field(5, ge=1)
+    step_gamma: Float = Field(0.1, gt=0.0, le=1.0)
+    amp: AmpMode = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     compile: bool = False
-    seed: int = 0
-    early_stopping_patience: int = 0
+    seed: Int = Field(0, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    early_stopping_patience: Int = Field(0, ge=0)
     resume: bool = False
     progress_bar: bool = True
 
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
+            raise invalid("nesterov", True, "needs momentum > 0 (momentum is 0)")
+        if self.warmup_unit == "epochs" and self.warmup >= self.epochs:
+            raise invalid("warmup", self.warmup, f"epochs of warmup is not shorter than training "
+                          f"({self.epochs} epochs); shorten the warmup or train longer")
+        return self
+
+    @field_validator("amp")
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(params) - names
-        if unknown:
-            raise ConfigError(f"{PREFIX} has unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}.")
-        merged = {**asdict(cls()), **params}
-        P.number(merged, "epochs", PREFIX, integer=True, low=1)
-        P.number(merged, "batch_size", PREFIX, integer=True, low=1)
-        P.choice(merged, "optimizer", OPTIMIZERS, PREFIX)
-        P.number(merged, "lr", PREFIX, low=0.0, low_open=True)
-        P.number(merged, "momentum", PREFIX, low=0.0, high=0.999)
-        P.flag(merged, "nesterov", PREFIX)
-        P.number(merged, "weight_decay", PREFIX, low=0.0)
-        P.number(merged, "label_smoothing", PREFIX, low=0.0, high=0.5)
-        P.choice(merged, "scheduler", SCHEDULERS, PREFIX)
-        P.number(merged, "warmup", PREFIX, low=0.0)
-        P.choice(merged, "warmup_unit", WARMUP_UNITS, PREFIX)
-        P.number(merged, "warmup_start_factor", PREFIX, low=0.0, high=1.0, low_open=True)
-        P.number(merged, "step_size_epochs", PREFIX, integer=True, low=1)
-        P.number(merged, "step_gamma", PREFIX, low=0.0, high=1.0, low_open=True)
-        P.choice(merged, "amp", AMP_MODES, PREFIX)
-        P.choice(merged, "device", DEVICES, PREFIX)
-        P.flag(merged, "compile", PREFIX)
-        P.number(merged, "seed", PREFIX, integer=True)
-        P.number(merged, "early_stopping_patience", PREFIX, integer=True, low=0)
-        P.flag(merged, "resume", PREFIX)
-        P.flag(merged, "progress_bar", PREFIX)
-        if merged["nesterov"] and merged["optimizer"] == "sgd" and merged["momentum"] == 0:
-            raise ConfigError(f"{PREFIX}.nesterov: true needs momentum > 0 (got momentum: 0).")
-        return cls(**merged)
+    def _amp_fits_the_device(cls, amp: str) -> str:
+        if amp == "fp16" and not torch.cuda.is_available():
+            raise ValueError("fp16 needs a CUDA GPU (none is available): fp16 autocast with a "
+                             "GradScaler is a GPU feature; use amp: bf16, auto or off")
+        return amp
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Full batches per epoch (the last, partial batch is dropped: BatchNorm needs > 1 image)."""
@@ -130,7 +113,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
         if device.type != "cuda":
             raise ConfigError(
                 f"{PREFIX}.amp=fp16 needs a CUDA GPU (device is {device.type}): fp16 autocast with "
-                "a GradScaler is a GPU feature. Use amp: bf16 or auto on a CPU."
+                "a GradScaler is a GPU feature. Use amp: bf16, auto or off on a CPU."
             )
         return torch.float16
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -288,7 +288,7 @@ def fit(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "rng": _rng_state(), "state": asdict(state), "model_config": model_config,
-            "train_config": asdict(config),
+            "train_config": config.model_dump(),
         })
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)

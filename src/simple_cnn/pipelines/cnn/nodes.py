@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from simple_cnn import params as P
 from simple_cnn import plots
 from simple_cnn.augment import BatchAugment, resolve_preset
 from simple_cnn.data.raw import GRAY_WEIGHTS, to_grayscale
 from simple_cnn.errors import ConfigError
 from simple_cnn.metrics import classification_metrics
 from simple_cnn.models import ModelConfig, SimpleCNN
-from simple_cnn.training import TrainConfig, fit, predict_logits
+from simple_cnn.parameters import CnnParams
+from simple_cnn.params import build
+from simple_cnn.training import fit, predict_logits
 from simple_cnn.training.config import resolve_amp, resolve_device
 from simple_cnn.training.diagnostics import activation_stats
 from simple_cnn.training.loop import autocast_factory, to_device_images
@@ -29,15 +29,13 @@ logger = logging.getLogger(__name__)
 Split = dict[str, np.ndarray]
 
 
-def _model_config(params: dict[str, Any], summary: dict[str, Any]) -> ModelConfig:
+def _model_config(params: CnnParams, summary: dict[str, Any]) -> ModelConfig:
+    """``cnn.model`` plus what the data decides: classes and image size."""
     height, width, _ = summary["image_shape"]
     if height != width:
         raise ConfigError(f"SimpleCNN expects square images, the dataset has {height}x{width}.")
-    return ModelConfig.from_params(
-        P.require(params, "model", "cnn"),
-        num_classes=len(summary["class_names"]),
-        image_size=height,
-    )
+    return build(ModelConfig, "cnn.model", **params.model.model_dump(),
+                 num_classes=len(summary["class_names"]), image_size=height)
 
 
 def _images(images: np.ndarray, config: ModelConfig) -> np.ndarray:
@@ -45,32 +43,13 @@ def _images(images: np.ndarray, config: ModelConfig) -> np.ndarray:
     return to_grayscale(images) if config.in_channels == 1 else images
 
 
-def _augment(params: dict[str, Any], summary: dict[str, Any], config: ModelConfig, n_train: int) -> BatchAugment:
+def _augment(params: CnnParams, summary: dict[str, Any], config: ModelConfig, n_train: int) -> BatchAugment:
     mean, std = np.array(summary["train_pixel_mean"]), np.array(summary["train_pixel_std"])
     if config.in_channels == 1:  # gray = weighted channel sum: exact for the mean, close for std
         weights = np.array(GRAY_WEIGHTS)
         mean, std = mean[None] @ weights, std[None] @ weights
-    preset = resolve_preset(P.require(P.require(params, "augmentation", "cnn"), "preset",
-                                      "cnn.augmentation"), n_train)
+    preset = resolve_preset(params.augmentation.preset, n_train)
     return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes, config.image_size)
-
-
-def _check_evaluation_params(params: dict[str, Any]) -> tuple[bool, int]:
-    evaluation = P.require(params, "evaluation", "cnn")
-    return (P.flag(evaluation, "flip_tta", "cnn.evaluation"),
-            P.number(evaluation, "batch_size", "cnn.evaluation", integer=True, low=1))
-
-
-def _check_plot_params(params: dict[str, Any], model: SimpleCNN) -> tuple[str, int]:
-    plot_params = P.require(params, "plots", "cnn")
-    layer = P.require(plot_params, "feature_map_layer", "cnn.plots")
-    n_images = P.number(plot_params, "n_feature_map_images", "cnn.plots", integer=True, low=1, high=16)
-    modules = dict(model.named_modules())
-    if not layer or layer not in modules:
-        choices = [name for name in modules if name.startswith("features.") and name.count(".") == 2]
-        raise ConfigError(f"cnn.plots.feature_map_layer={layer!r} is not a layer of the model; "
-                          f"choose one of: {', '.join(choices)}.")
-    return layer, n_images
 
 
 def _load_model(weights: dict[str, torch.Tensor], config: ModelConfig) -> SimpleCNN:
@@ -90,24 +69,21 @@ def train_cnn(
     val_split: Split,
     dataset_summary: dict[str, Any],
     cnn_checkpoint: Path,
-    params: dict[str, Any],
+    params: CnnParams,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train SimpleCNN; return the best validation epoch's weights and the training history.
 
     A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it)."""
     config = _model_config(params, dataset_summary)
-    train_config = TrainConfig.from_params(P.require(params, "training", "cnn"))
+    train_config = params.training
     augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
-    # the evaluation and plot settings too: a typo there should not cost a training run
-    _check_evaluation_params(params)
-    _check_plot_params(params, model)
     result = fit(
         model,
         _images(train_split["images"], config), train_split["labels"],
         _images(val_split["images"], config), val_split["labels"],
-        augment, train_config, checkpoint_path=cnn_checkpoint, model_config=asdict(config),
+        augment, train_config, checkpoint_path=cnn_checkpoint, model_config=config.model_dump(),
     )
     history = {**result.history, "device": result.device, "amp": result.amp,
                "augmentation": augment.preset}
@@ -116,7 +92,7 @@ def train_cnn(
     return result.best_state, history
 
 
-def summarise_cnn(dataset_summary: dict[str, Any], params: dict[str, Any]) -> str:
+def summarise_cnn(dataset_summary: dict[str, Any], params: CnnParams) -> str:
     """A torchinfo summary: per-layer output shapes and parameter counts."""
     from torchinfo import summary
 
@@ -127,11 +103,10 @@ def summarise_cnn(dataset_summary: dict[str, Any], params: dict[str, Any]) -> st
     return f"SimpleCNN({config})\n\n{stats}\n"
 
 
-def _inference(params: dict[str, Any]):
+def _inference(params: CnnParams):
     """The device and autocast context that training used, for evaluation."""
-    train_config = TrainConfig.from_params(P.require(params, "training", "cnn"))
-    device = resolve_device(train_config.device)
-    return device, autocast_factory(device, resolve_amp(train_config.amp, device))
+    device = resolve_device(params.training.device)
+    return device, autocast_factory(device, resolve_amp(params.training.amp, device))
 
 
 def evaluate_cnn(
@@ -139,10 +114,10 @@ def evaluate_cnn(
     test_split: Split,
     dataset_summary: dict[str, Any],
     cnn_training_history: dict[str, Any],
-    params: dict[str, Any],
+    params: CnnParams,
 ) -> tuple[Split, dict[str, Any]]:
     """Test predictions (optionally averaged with the mirrored image) and metrics."""
-    flip_tta, batch_size = _check_evaluation_params(params)
+    flip_tta, batch_size = params.evaluation.flip_tta, params.evaluation.batch_size
     config = _model_config(params, dataset_summary)
     device, autocast = _inference(params)
     model = _load_model(cnn_model, config).to(device).to(memory_format=torch.channels_last)
@@ -173,7 +148,7 @@ def evaluate_cnn(
 
 def record_cnn_activation_stats(
     cnn_model: dict[str, torch.Tensor], val_split: Split, dataset_summary: dict[str, Any],
-    params: dict[str, Any],
+    params: CnnParams,
 ) -> dict[str, Any]:
     """Per-layer activation statistics for one validation batch (spot dead ReLUs, blow-ups)."""
     config = _model_config(params, dataset_summary)
@@ -199,20 +174,19 @@ def plot_cnn_confusion_matrix(cnn_test_metrics: dict[str, Any], class_names: lis
         f"SimpleCNN on test: accuracy {cnn_test_metrics['accuracy']:.1%}")
 
 
-def plot_activation_functions(params: dict[str, Any]) -> Figure:
+def plot_activation_functions(params: CnnParams) -> Figure:
     """ReLU vs LeakyReLU vs GELU response curves (LeakyReLU with cnn.model.negative_slope)."""
-    model = P.require(params, "model", "cnn")
-    return plots.activation_curves(model.get("negative_slope", 0.3))
+    return plots.activation_curves(params.model.negative_slope)
 
 
 def plot_cnn_feature_maps(
     cnn_model: dict[str, torch.Tensor], test_split: Split, dataset_summary: dict[str, Any],
-    params: dict[str, Any],
+    params: CnnParams,
 ) -> Figure:
     """Feature maps of ``cnn.plots.feature_map_layer`` for a few test images."""
     config = _model_config(params, dataset_summary)
     model = _load_model(cnn_model, config)
-    layer, n_images = _check_plot_params(params, model)
+    layer, n_images = params.plots.feature_map_layer, params.plots.n_feature_map_images
     modules = dict(model.named_modules())
     images = _images(test_split["images"][:n_images], config)
     captured = {}
@@ -232,7 +206,7 @@ def plot_cnn_misclassified(
 
 
 def preview_augmentation(
-    train_split: Split, dataset_summary: dict[str, Any], params: dict[str, Any]
+    train_split: Split, dataset_summary: dict[str, Any], params: CnnParams
 ) -> Figure:
     """Originals beside augmented views, as the model sees them (de-normalised for display)."""
     config = _model_config(params, dataset_summary)

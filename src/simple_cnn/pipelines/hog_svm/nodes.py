@@ -11,35 +11,26 @@ from matplotlib.figure import Figure
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 
-from simple_cnn import params as P
 from simple_cnn import plots
-from simple_cnn.classifiers import check_classifier_params, fit_with_selection
-from simple_cnn.features.extract import FeatureConfig, extract_features
+from simple_cnn.classifiers import fit_with_selection
+from simple_cnn.features.extract import extract_features
 from simple_cnn.metrics import classification_metrics
+from simple_cnn.parameters import HogSvmParams
 
 logger = logging.getLogger(__name__)
 
 Split = dict[str, np.ndarray]
 
 
-def _check_params(params: dict[str, Any], image_shape: tuple[int, int]) -> FeatureConfig:
-    """Every hog_svm parameter, checked up front so that a typo fails in seconds, not minutes."""
-    config = FeatureConfig.from_params(params, image_shape)
-    check_classifier_params(params)
-    P.flag(params, "train_on_flips", "hog_svm")
-    P.number(params, "seed", "hog_svm", integer=True)
-    return config
-
-
 def extract_svm_features(
-    train_split: Split, val_split: Split, test_split: Split, params: dict[str, Any]
+    train_split: Split, val_split: Split, test_split: Split, params: HogSvmParams
 ) -> tuple[Split, Split, Split, dict[str, Any]]:
     """Features of every split (plus mirrored train images when ``train_on_flips``), and a
     report of what was extracted and how long it took."""
-    config = _check_params(params, train_split["images"].shape[1:3])
+    config = params.feature_config(train_split["images"].shape[1:3])
     started = time.perf_counter()
     train_images, train_labels = train_split["images"], train_split["labels"]
-    if params["train_on_flips"]:
+    if params.train_on_flips:
         train_images = np.concatenate([train_images, train_images[:, :, ::-1]])
         train_labels = np.concatenate([train_labels, train_labels])
     outputs = tuple(
@@ -66,15 +57,15 @@ def fit_feature_scaler(svm_train_features: Split) -> StandardScaler:
 
 def train_svm(
     svm_train_features: Split, svm_val_features: Split, feature_scaler: StandardScaler,
-    params: dict[str, Any],
+    params: HogSvmParams,
 ) -> tuple[BaseEstimator, dict[str, Any]]:
     """Fit the classifier of ``hog_svm.classifier``; pick its hyper-parameter on val."""
-    name, options = check_classifier_params(params)
     # scaled in place: the loaded array is this node's own, and 90,000 x 2,000 floats are 0.7 GB
     x_train = feature_scaler.transform(svm_train_features["features"], copy=False)
     x_val = feature_scaler.transform(svm_val_features["features"])
-    model, report = fit_with_selection(name, options, x_train, svm_train_features["labels"],
-                                       x_val, svm_val_features["labels"], seed=params["seed"])
+    model, report = fit_with_selection(params.classifier, params.classifier_params, x_train,
+                                       svm_train_features["labels"], x_val,
+                                       svm_val_features["labels"], seed=params.seed)
     report["n_features"] = int(x_train.shape[1])
     return model, report
 

@@ -8,38 +8,31 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from simple_cnn import params as P
 from simple_cnn.data.cifar10 import Cifar10Archive
 from simple_cnn.data.image_folder import ImageFolder
 from simple_cnn.data.raw import RawImages, channel_stats, stratified_split
 from simple_cnn.data.synthetic import make_synthetic
+from simple_cnn.errors import ConfigError
+from simple_cnn.parameters import IngestionParams
 from simple_cnn.plots import image_grid
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("cifar10", "image_folder", "synthetic")
 Split = dict[str, np.ndarray]
 
 
 def load_raw_images(
-    cifar10_archive: Cifar10Archive, image_folder: ImageFolder, params: dict[str, Any]
+    cifar10_archive: Cifar10Archive, image_folder: ImageFolder, params: IngestionParams
 ) -> RawImages:
     """Read the images of the source that ``ingestion.source`` names (and only that one)."""
-    source = P.choice(params, "source", SOURCES, "ingestion")
-    P.number(params, "val_size", "ingestion", integer=True, low=0)
+    source = params.source
     if source == "cifar10":
         raw = cifar10_archive.read()
     elif source == "image_folder":
-        size = P.number(params, "image_size", "ingestion", integer=True, low=8, high=512)
-        raw = image_folder.read(size)
+        raw = image_folder.read(params.image_size)
     else:
-        synthetic = P.require(params, "synthetic", "ingestion")
-        raw = make_synthetic(
-            n_train=P.number(synthetic, "n_train", "ingestion.synthetic", integer=True, low=20),
-            n_test=P.number(synthetic, "n_test", "ingestion.synthetic", integer=True, low=10),
-            image_size=P.number(params, "image_size", "ingestion", integer=True, low=8, high=512),
-            seed=P.number(params, "seed", "ingestion", integer=True),
-        )
+        raw = make_synthetic(n_train=params.synthetic.n_train, n_test=params.synthetic.n_test,
+                             image_size=params.image_size, seed=params.seed)
     logger.info(
         "Source %s: %d train and %d test images of shape %s, %d classes.",
         source, len(raw.train_images), len(raw.test_images), raw.train_images.shape[1:],
@@ -49,12 +42,14 @@ def load_raw_images(
 
 
 def split_train_val(
-    raw_images: RawImages, params: dict[str, Any]
+    raw_images: RawImages, params: IngestionParams
 ) -> tuple[Split, Split, Split, list[str]]:
     """Hold out a stratified, seeded ``val_size`` images of train as the validation split."""
-    val_size = P.number(params, "val_size", "ingestion", integer=True, low=0)
-    seed = P.number(params, "seed", "ingestion", integer=True)
-    train_index, val_index = stratified_split(raw_images.train_labels, val_size, seed)
+    try:
+        train_index, val_index = stratified_split(raw_images.train_labels, params.val_size,
+                                                  params.seed, list(raw_images.class_names))
+    except ConfigError as error:  # val_size against an image folder's size, known only now
+        raise ConfigError(f"ingestion.{error}") from None
 
     def take(index: np.ndarray) -> Split:
         return {"images": raw_images.train_images[index], "labels": raw_images.train_labels[index]}
