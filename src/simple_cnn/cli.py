@@ -18,8 +18,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io.core import AbstractVersionedDataset
 from kedro.validation import ParameterValidationError
 
-from simple_cnn.errors import ConfigError, DataError
-from simple_cnn.training.diagnostics import NonFiniteLossError
+from simple_cnn.errors import ConcurrentRunError, ConfigError, DataError, NonFiniteLossError
 from simple_cnn.versions import delete, human, plan_prune, versions
 
 # Kedro imports this module before it runs any command, so these filters quiet upstream noise
@@ -36,7 +35,7 @@ def cli() -> None:
 
 
 # Errors whose message already says what is wrong and how to fix it: shown without traceback.
-READABLE = (ConfigError, DataError, NonFiniteLossError, ParameterValidationError)
+READABLE = (ConfigError, ConcurrentRunError, DataError, NonFiniteLossError, ParameterValidationError)
 TRACEBACK_VARIABLE = "SIMPLE_CNN_TRACEBACK"
 
 

@@ -12,7 +12,6 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
-from simple_cnn.parameters import check_across_groups
 from simple_cnn.profiling import Measurement, format_table
 
 logger = logging.getLogger(__name__)
@@ -30,6 +29,8 @@ class ParameterChecksHooks:
         used = {name.split(":", 1)[1].split(".")[0] for name in pipeline.all_inputs()
                 if name.startswith("params:")}
         if used and "parameters" in catalog:
+            from simple_cnn.parameters import check_across_groups  # imports torch: not at startup
+
             check_across_groups(catalog.load("parameters"), used)
 
 

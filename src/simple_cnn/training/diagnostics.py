@@ -8,9 +8,7 @@ from contextlib import AbstractContextManager
 import torch
 from torch import nn
 
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became inf or NaN; the message says when, at what LR, and in which layer."""
+from simple_cnn.errors import NonFiniteLossError  # noqa: F401 - raised by the loop, re-exported
 
 
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
