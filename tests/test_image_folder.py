@@ -64,3 +64,59 @@ def test_unreadable_images_are_named(folder):
     (folder / "train" / "cats" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"1 image\(s\) cannot be read: train/cats/broken.png"):
         read_image_folder(folder)
+
+
+@pytest.mark.parametrize("mode, values, expected", [
+    ("I;16", np.array([[0, 32896, 65535]], dtype=np.uint16), [0, 128, 255]),  # 16-bit gray PNG
+    ("L", np.array([[0, 128, 255]], dtype=np.uint8), [0, 128, 255]),
+])
+def test_every_bit_depth_keeps_its_brightness(tmp_path, mode, values, expected):
+    """A 16-bit PNG is scaled to 8 bits, not clipped to white (Pillow's convert clips)."""
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            path = tmp_path / split / cls / "x.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.repeat(values, 3, axis=0)).save(path)
+            assert Image.open(path).mode == mode
+    raw = read_image_folder(tmp_path, image_size=3)
+    np.testing.assert_array_equal(raw.train_images[0, 1, :, 0], expected)
+    assert (raw.train_images[0, ..., 0] == raw.train_images[0, ..., 2]).all()  # gray stays gray
+
+
+def test_palette_and_alpha_images_become_rgb(tmp_path):
+    for split in ("train", "test"):
+        _write(tmp_path, split, "red", "a.png", colour=(250, 0, 0))
+        path = tmp_path / split / "blue" / "b.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGBA", (8, 8), (0, 0, 250, 128)).save(path)
+    raw = read_image_folder(tmp_path, image_size=4)
+    assert raw.train_images[0, 0, 0].tolist() == [0, 0, 250]
+
+
+def test_bmp_images_and_nested_class_folders_are_read(tmp_path):
+    for split in ("train", "test"):
+        _write(tmp_path, split, "cats", "a.png", colour=(200, 0, 0))
+        _write(tmp_path, split, "dogs", "b.bmp", colour=(0, 0, 200), fmt="BMP")
+        _write(tmp_path, split, "dogs", "indoor/c.gif", colour=(0, 0, 200), fmt="GIF")
+    raw = read_image_folder(tmp_path, image_size=8)
+    assert raw.class_names == ["cats", "dogs"]
+    assert np.bincount(raw.train_labels).tolist() == [1, 2]
+
+
+def test_a_val_folder_is_the_validation_split(tmp_path):
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        for i in range(n):
+            _write(tmp_path, split, "cats", f"{i}.png")
+            _write(tmp_path, split, "dogs", f"{i}.png", colour=(0, 0, 200))
+    raw = read_image_folder(tmp_path, image_size=8)
+    assert len(raw.train_labels) == 8 and len(raw.val_labels) == 4 and len(raw.test_labels) == 4
+
+
+def test_skipped_files_are_logged_by_name(folder, caplog):
+    (folder / "train" / "notes.txt").write_text("not an image")
+    (folder / "train" / "cats" / "readme.md").write_text("not an image")
+    with caplog.at_level("WARNING"):
+        read_image_folder(folder, image_size=8)
+    assert "skipped 2 file(s)" in caplog.text
+    assert "train/notes.txt (not under <split>/<class>/)" in caplog.text
+    assert "train/cats/readme.md (not an image format Pillow reads)" in caplog.text

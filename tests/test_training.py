@@ -14,23 +14,25 @@ from pydantic import ValidationError
 from simple_cnn.augment import BatchAugment
 from simple_cnn.data.raw import channel_stats
 from simple_cnn.data.synthetic import make_synthetic
-from simple_cnn.errors import ConfigError
+from simple_cnn.errors import ConcurrentRunError, ConfigError
 from simple_cnn.models import ModelConfig, SimpleCNN
 from simple_cnn.training import NonFiniteLossError, TrainConfig, fit
+from simple_cnn.training.checkpoint import checkpoint_lock
 
 DATA = make_synthetic(n_train=1200, n_test=400, seed=3)
 MEAN, STD = channel_stats(DATA.train_images)
 MODEL = {"base_width": 8, "hidden_units": 64, "dropout": 0.1}
 
 
-def train(tmp_path, model=MODEL, on_epoch_end=None, **overrides):
+def train(tmp_path, model=MODEL, on_epoch_end=None, preset="standard", n_train=None, **overrides):
     config = ModelConfig(**model)
     params = {"epochs": 3, "batch_size": 64, "lr": 0.05, "warmup": 10, "warmup_unit": "steps",
               "amp": "off", "device": "cpu", "seed": 7, "progress_bar": False,
               "label_smoothing": 0.0, **overrides}
-    augment = BatchAugment("standard", MEAN, STD, num_classes=10)
+    augment = BatchAugment(preset, MEAN, STD, num_classes=10)
     torch.manual_seed(params["seed"])
-    return fit(SimpleCNN(config), DATA.train_images, DATA.train_labels, DATA.test_images,
+    n = n_train or len(DATA.train_labels)
+    return fit(SimpleCNN(config), DATA.train_images[:n], DATA.train_labels[:n], DATA.test_images,
                DATA.test_labels, augment, TrainConfig(**params),
                checkpoint_path=tmp_path / "ckpt" / "last.pt", model_config=config.model_dump(),
                on_epoch_end=on_epoch_end)
@@ -71,7 +73,10 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path):
             raise Crash
     with pytest.raises(Crash):
         train(tmp_path / "resumed", epochs=4, on_epoch_end=crash_after_epoch_2)
-    resumed = train(tmp_path / "resumed", epochs=4, resume=True)
+    trained = []  # a resume that silently retrained from scratch would train epochs 1-4 here
+    resumed = train(tmp_path / "resumed", epochs=4, resume=True,
+                    on_epoch_end=lambda epoch, row: trained.append(epoch))
+    assert trained == [3, 4]
     assert resumed.history["epoch"] == [1, 2, 3, 4]
     assert resumed.history["val_accuracy"] == straight.history["val_accuracy"]
     assert resumed.history["lr_per_step"] == straight.history["lr_per_step"]
@@ -104,7 +109,13 @@ def test_resume_after_sigkill(tmp_path):
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    resumed = train(tmp_path / "killed", epochs=6, resume=True)
+    checkpoint = torch.load(tmp_path / "killed" / "ckpt" / "last.pt", weights_only=True)
+    done = checkpoint["state"]["epoch"]
+    assert 3 <= done < 6
+    trained = []
+    resumed = train(tmp_path / "killed", epochs=6, resume=True,
+                    on_epoch_end=lambda epoch, row: trained.append(epoch))
+    assert trained == list(range(done + 1, 7))
     straight = train(tmp_path / "straight", epochs=6)
     assert resumed.history["val_accuracy"] == straight.history["val_accuracy"]
 
@@ -156,6 +167,36 @@ def test_resume_with_another_model_shape_is_refused(tmp_path):
         train(tmp_path, model={**MODEL, "base_width": 4}, epochs=2, resume=True)
 
 
+def test_resume_with_other_settings_is_refused_and_lists_them(tmp_path):
+    with pytest.raises(Crash):
+        train(tmp_path, epochs=4, on_epoch_end=lambda epoch, row: (_ for _ in ()).throw(Crash))
+    with pytest.raises(ConfigError, match="other settings or data .*epochs: checkpoint 4, now 3; "
+                                          "lr: checkpoint 0.05, now 0.1"):
+        train(tmp_path, epochs=3, lr=0.1, resume=True)
+    with pytest.raises(ConfigError, match="augmentation: checkpoint 'standard', now 'medium'"):
+        train(tmp_path, epochs=4, resume=True, preset="medium")
+
+
+def test_resume_on_other_training_data_is_refused(tmp_path):
+    with pytest.raises(Crash):
+        train(tmp_path, epochs=4, on_epoch_end=lambda epoch, row: (_ for _ in ()).throw(Crash))
+    with pytest.raises(ConfigError, match="train_data: checkpoint '[0-9a-f]+', now '[0-9a-f]+'"):
+        train(tmp_path, epochs=4, resume=True, n_train=1100)
+
+
+def test_resuming_a_finished_run_says_it_is_complete(tmp_path):
+    train(tmp_path, epochs=2, warmup=0)
+    with pytest.raises(ConfigError, match="already complete \\(epoch 2 of 2\\)"):
+        train(tmp_path, epochs=2, warmup=0, resume=True)
+
+
+def test_a_second_run_on_the_same_checkpoint_is_refused_naming_the_first(tmp_path):
+    with checkpoint_lock(tmp_path / "ckpt" / "last.pt"):
+        with pytest.raises(ConcurrentRunError, match=f"Another training run .*pid {os.getpid()}"):
+            train(tmp_path, epochs=1, warmup=0)
+    assert train(tmp_path, epochs=1, warmup=0).history["epoch"] == [1]  # released
+
+
 def test_batch_larger_than_the_data_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="batch_size=5000 is larger than the training set"):
         train(tmp_path, batch_size=5000)
@@ -173,3 +214,14 @@ def test_torch_compile_trains_and_saves_plain_weights(tmp_path):
     result = train(tmp_path, epochs=1, warmup=0, compile=True)
     assert result.history["val_accuracy"][0] > 0.2
     assert all(not key.startswith("_orig_mod") for key in result.best_state)
+
+
+def test_batch_norm_with_a_tiny_batch_warns_and_says_what_to_use(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        train(tmp_path / "a", epochs=1, warmup=0, batch_size=2, n_train=40)
+    assert "batch_size=2 with BatchNorm" in caplog.text and "norm: group or layer" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train(tmp_path / "b", model={**MODEL, "norm": "group", "num_groups": 4}, epochs=1,
+              warmup=0, batch_size=2, n_train=40)
+    assert "BatchNorm" not in caplog.text

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.io.core import AbstractVersionedDataset, Version, VersionNotFoundError
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
@@ -18,6 +19,56 @@ logger = logging.getLogger(__name__)
 
 PROFILE_DATASET = "run_profile"
 REPORT_DATASET = "comparison_report"
+
+
+class RunIsolationHooks:
+    """Each run reads one consistent set of versions: what it saves itself, and for every other
+    input the version that was newest when it started (or the one ``--load-versions`` pins).
+
+    Kedro otherwise resolves "newest" at each load, so a run started later in the same project
+    could hand this run its model or splits halfway through. Pinning happens once, before the
+    first node; Kedro has no public setter for a dataset's version, hence ``_version``.
+    """
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
+        outputs = pipeline.all_outputs()
+        for name in sorted(pipeline.datasets()):
+            if name.startswith("params:") or name == "parameters" or name not in catalog:
+                continue
+            dataset = catalog.get(name)
+            if isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:
+                _pin(dataset, own=name in outputs)
+
+
+def _pin(dataset: AbstractVersionedDataset, own: bool) -> None:
+    version = dataset._version
+    if own:
+        load = dataset.resolve_save_version()
+    elif version.load:
+        return
+    else:
+        try:
+            load = dataset.resolve_load_version()
+        except VersionNotFoundError:
+            return  # nothing saved yet: loading fails later with Kedro's own message
+    dataset._version = Version(load, version.save)
+
+
+class ParallelRunnerHooks:
+    """Under ``--runner ParallelRunner`` each node runs in its own process, so an in-memory
+    dataset declared in the catalog (``raw_images``, declared for its kedro-viz layer) must be
+    Kedro's ``SharedMemoryDataset``, which the runner then backs with its process manager."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        if "ParallelRunner" not in str(run_params.get("runner") or ""):
+            return
+        from kedro.io import MemoryDataset, SharedMemoryDataset
+
+        for name in pipeline.datasets():
+            if name in catalog and type(catalog.get(name)) is MemoryDataset and not name.startswith("params:"):
+                catalog[name] = SharedMemoryDataset()
 
 
 class ParameterChecksHooks:

@@ -10,6 +10,11 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-from simple_cnn.hooks import ParameterChecksHooks, RunProfileHooks  # noqa: E402
+from simple_cnn.hooks import (  # noqa: E402
+    ParallelRunnerHooks,
+    ParameterChecksHooks,
+    RunIsolationHooks,
+    RunProfileHooks,
+)
 
-HOOKS = (ParameterChecksHooks(), RunProfileHooks())
+HOOKS = (ParameterChecksHooks(), RunIsolationHooks(), ParallelRunnerHooks(), RunProfileHooks())

@@ -11,18 +11,26 @@ from simple_cnn.errors import ConfigError, DataError
 
 @dataclass(frozen=True)
 class RawImages:
-    """Decoded images as uint8 (N, H, W, C) with int64 labels, before the train/val split."""
+    """Decoded images as uint8 (N, H, W, C) with int64 labels, before the train/val split.
+
+    A source that has its own validation split (an image folder's ``val/``) sets ``val_*``."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: list[str]
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "test") if self.val_images is None else ("train", "val", "test")
 
     def validate(self, origin: str) -> RawImages:
         """Check shapes, dtypes and label range; ``origin`` names the source in errors."""
         n_classes = len(self.class_names)
-        for split in ("train", "test"):
+        for split in self.splits:
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
             if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):

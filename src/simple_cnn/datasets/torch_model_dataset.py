@@ -12,7 +12,8 @@ from simple_cnn.datasets._base import FileDataset
 
 
 class TorchStateDictDataset(FileDataset):
-    """Saves a module's ``state_dict`` (or any dict of tensors) with ``torch.save``.
+    """Saves a module's ``state_dict`` (or any dict of tensors, numbers, strings and nested
+    dicts of them, e.g. ``{"state_dict": ..., "training": {...}}``) with ``torch.save``.
 
     Loading uses ``weights_only=True``: only tensors and plain containers are read back,
     never arbitrary pickled objects. Tensors load onto the CPU.

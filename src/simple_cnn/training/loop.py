@@ -12,7 +12,6 @@ import contextlib
 import copy
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +24,12 @@ import torch
 from torch import nn
 
 from simple_cnn.augment import BatchAugment
-from simple_cnn.errors import ConfigError
+from simple_cnn.training.checkpoint import (
+    checkpoint_lock,
+    load_checkpoint,
+    run_signature,
+    save_checkpoint,
+)
 from simple_cnn.training.config import TrainConfig, resolve_amp, resolve_device
 from simple_cnn.training.diagnostics import NonFiniteLossError, first_non_finite_layer
 from simple_cnn.training.schedule import build_scheduler
@@ -54,6 +58,7 @@ class _State:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     epochs_without_improvement: int = 0
+    finished: bool = False  # the last epoch, or early stopping, is done
 
 
 def to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -121,34 +126,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
-def load_checkpoint(path: Path, model_config: dict[str, Any]) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(
-            f"cnn.training.resume is true but there is no checkpoint at {path}. Train once "
-            "with resume: false (a checkpoint is written every epoch), or point the catalog "
-            "entry cnn_checkpoint at the file that holds one."
-        )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if checkpoint.get("model_config") != model_config:
-        saved, wanted = checkpoint.get("model_config", {}), model_config
-        diff = {k: (saved.get(k), wanted.get(k)) for k in set(saved) | set(wanted)
-                if saved.get(k) != wanted.get(k)}
-        raise ConfigError(
-            f"Cannot resume from {path}: it holds a model of another shape "
-            f"(checkpoint vs cnn.model: {diff}). Set cnn.model back, or train from scratch "
-            "with resume: false."
-        )
-    return checkpoint
-
-
 def fit(
     model: nn.Module,
     train_images: np.ndarray,
@@ -164,15 +141,31 @@ def fit(
     """Train ``model``; return the weights of its best validation epoch and the history.
 
     Seed the RNG before building ``model`` for reproducible initial weights; ``fit`` re-seeds
-    with ``config.seed`` for shuffling, augmentation and dropout.
+    with ``config.seed`` for shuffling, augmentation and dropout. The checkpoint at
+    ``checkpoint_path`` belongs to this call while it runs: a concurrent one is refused.
     """
+    with checkpoint_lock(Path(checkpoint_path)):
+        return _fit(model, train_images, train_labels, val_images, val_labels, augment, config,
+                    Path(checkpoint_path), model_config or {}, on_epoch_end)
+
+
+def _warn_small_batch_norm(model: nn.Module, batch_size: int) -> None:
+    if batch_size <= 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        logger.warning(
+            "batch_size=%d with BatchNorm: batch statistics over %d image(s) are meaningless, so "
+            "training stays near chance. Use norm: group or layer (they normalise each image on "
+            "its own), or a batch of 16 or more.", batch_size, batch_size)
+
+
+def _fit(model, train_images, train_labels, val_images, val_labels, augment, config,
+         checkpoint_path: Path, model_config: dict[str, Any], on_epoch_end) -> FitResult:
     device = resolve_device(config.device)
     amp_dtype = resolve_amp(config.amp, device)
     steps_per_epoch = config.steps_per_epoch(len(train_images))
     config.check_schedule(steps_per_epoch)
-    model_config = model_config or {}
-    checkpoint_path = Path(checkpoint_path)
-    checkpoint = load_checkpoint(checkpoint_path, model_config) if config.resume else None
+    _warn_small_batch_norm(model, config.batch_size)
+    signature = run_signature(config, augment.preset, train_images, train_labels)
+    checkpoint = load_checkpoint(checkpoint_path, model_config, signature) if config.resume else None
 
     torch.manual_seed(config.seed)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -284,11 +277,12 @@ def fit(
         else:
             state.epochs_without_improvement += 1
         stop = 0 < config.early_stopping_patience <= state.epochs_without_improvement
+        state.finished = stop or epoch == config.epochs
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "rng": _rng_state(), "state": asdict(state), "model_config": model_config,
-            "train_config": config.model_dump(),
+            "signature": signature,
         })
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)

@@ -52,10 +52,15 @@ def _augment(params: CnnParams, summary: dict[str, Any], config: ModelConfig, n_
     return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes, config.image_size)
 
 
-def _load_model(weights: dict[str, torch.Tensor], config: ModelConfig) -> SimpleCNN:
+def _load_model(cnn_model: dict[str, Any], config: ModelConfig) -> SimpleCNN:
+    if "state_dict" not in cnn_model:
+        raise ConfigError(
+            "This cnn_model version was saved by an older Simple CNN, without the details of "
+            "its training run; re-run train_cnn (kedro run --from-nodes train_cnn)."
+        )
     model = SimpleCNN(config)
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(cnn_model["state_dict"])
     except RuntimeError as error:
         raise ConfigError(
             "The saved cnn_model does not fit cnn.model's current shape; re-run train_cnn, or "
@@ -70,8 +75,9 @@ def train_cnn(
     dataset_summary: dict[str, Any],
     cnn_checkpoint: Path,
     params: CnnParams,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train SimpleCNN; return the best validation epoch's weights and the training history.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train SimpleCNN; return the model (the best validation epoch's weights, with what its
+    evaluation reports of the run) and the training history.
 
     A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it)."""
     config = _model_config(params, dataset_summary)
@@ -89,7 +95,19 @@ def train_cnn(
                "augmentation": augment.preset}
     logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
                 history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
-    return result.best_state, history
+    return {"state_dict": result.best_state, "training": _run_details(history)}, history
+
+
+def _run_details(history: dict[str, Any]) -> dict[str, Any]:
+    """What a model's evaluation reports of the run that trained it; kept with the weights so
+    that an older model (``--load-versions cnn_model:...``) is reported as it was trained."""
+    return {
+        "epochs": len(history["epoch"]), "best_epoch": history["best_epoch"],
+        "best_val_accuracy": history["best_val_accuracy"],
+        "train_seconds": history["train_seconds"], "device": history["device"],
+        "amp": history["amp"], "augmentation": history["augmentation"],
+        "skipped_steps": int(sum(history["skipped_steps"])),  # fp16 inf/NaN gradients
+    }
 
 
 def summarise_cnn(dataset_summary: dict[str, Any], params: CnnParams) -> str:
@@ -110,10 +128,9 @@ def _inference(params: CnnParams):
 
 
 def evaluate_cnn(
-    cnn_model: dict[str, torch.Tensor],
+    cnn_model: dict[str, Any],
     test_split: Split,
     dataset_summary: dict[str, Any],
-    cnn_training_history: dict[str, Any],
     params: CnnParams,
 ) -> tuple[Split, dict[str, Any]]:
     """Test predictions (optionally averaged with the mirrored image) and metrics."""
@@ -131,14 +148,8 @@ def evaluate_cnn(
     metrics = classification_metrics(test_split["labels"], predictions, dataset_summary["class_names"])
     metrics.update(
         model="SimpleCNN",
-        train_seconds=cnn_training_history["train_seconds"],
+        **cnn_model["training"],
         predict_seconds=predict_seconds,
-        epochs=len(cnn_training_history["epoch"]),
-        best_epoch=cnn_training_history["best_epoch"],
-        device=cnn_training_history["device"],
-        amp=cnn_training_history["amp"],
-        skipped_steps=int(sum(cnn_training_history["skipped_steps"])),  # fp16 inf/NaN gradients
-        augmentation=cnn_training_history["augmentation"],
         flip_tta=flip_tta,
         n_parameters=sum(p.numel() for p in model.parameters()),
     )
@@ -147,7 +158,7 @@ def evaluate_cnn(
 
 
 def record_cnn_activation_stats(
-    cnn_model: dict[str, torch.Tensor], val_split: Split, dataset_summary: dict[str, Any],
+    cnn_model: dict[str, Any], val_split: Split, dataset_summary: dict[str, Any],
     params: CnnParams,
 ) -> dict[str, Any]:
     """Per-layer activation statistics for one validation batch (spot dead ReLUs, blow-ups)."""
@@ -180,7 +191,7 @@ def plot_activation_functions(params: CnnParams) -> Figure:
 
 
 def plot_cnn_feature_maps(
-    cnn_model: dict[str, torch.Tensor], test_split: Split, dataset_summary: dict[str, Any],
+    cnn_model: dict[str, Any], test_split: Split, dataset_summary: dict[str, Any],
     params: CnnParams,
 ) -> Figure:
     """Feature maps of ``cnn.plots.feature_map_layer`` for a few test images."""

@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
              ["cnn_model", "val_split", "dataset_summary", "params:cnn"],
              "cnn_activation_stats", name="record_cnn_activation_stats", tags=["evaluation"]),
         node(nodes.evaluate_cnn,
-             ["cnn_model", "test_split", "dataset_summary", "cnn_training_history", "params:cnn"],
+             ["cnn_model", "test_split", "dataset_summary", "params:cnn"],
              ["cnn_test_predictions", "cnn_test_metrics"], name="evaluate_cnn",
              tags=["evaluation"]),
         node(nodes.plot_cnn_training_curves, "cnn_training_history", "cnn_training_curves_plot",

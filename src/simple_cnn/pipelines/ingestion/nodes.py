@@ -44,7 +44,15 @@ def load_raw_images(
 def split_train_val(
     raw_images: RawImages, params: IngestionParams
 ) -> tuple[Split, Split, Split, list[str]]:
-    """Hold out a stratified, seeded ``val_size`` images of train as the validation split."""
+    """Hold out a stratified, seeded ``val_size`` images of train as the validation split (or
+    take the source's own validation split, an image folder's ``val/``)."""
+    test = {"images": raw_images.test_images, "labels": raw_images.test_labels}
+    train = {"images": raw_images.train_images, "labels": raw_images.train_labels}
+    if raw_images.val_images is not None:
+        logger.info("Using the source's own validation split (%d images); ingestion.val_size "
+                    "is not used.", len(raw_images.val_labels))
+        val = {"images": raw_images.val_images, "labels": raw_images.val_labels}
+        return train, val, test, list(raw_images.class_names)
     try:
         train_index, val_index = stratified_split(raw_images.train_labels, params.val_size,
                                                   params.seed, list(raw_images.class_names))
@@ -54,7 +62,6 @@ def split_train_val(
     def take(index: np.ndarray) -> Split:
         return {"images": raw_images.train_images[index], "labels": raw_images.train_labels[index]}
 
-    test = {"images": raw_images.test_images, "labels": raw_images.test_labels}
     return take(train_index), take(val_index), test, list(raw_images.class_names)
 
 
