@@ -33,11 +33,28 @@ def test_no_padding_no_flip_is_identity():
 @pytest.mark.parametrize("preset", ["standard", "seed", "medium", "heavy"])
 def test_presets_return_normalised_float_batches(preset):
     torch.manual_seed(0)
-    augment = BatchAugment(preset, [0.5] * 3, [0.25] * 3, num_classes=10)
-    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    mean, std = [0.2, 0.5, 0.7], [0.1, 0.25, 0.3]
+    augment = BatchAugment(preset, mean, std, num_classes=10)
+    # each channel one constant: normalised, it is (value - mean) / std wherever the image shows
+    value = torch.tensor([51, 128, 230], dtype=torch.uint8)
+    x = value[None, :, None, None].expand(8, 3, 32, 32).contiguous()
     y = torch.arange(8) % 10
     out, targets = augment(x, y)
     assert out.shape == (8, 3, 32, 32) and out.dtype == torch.float32
+    expected = (value.float() / 255 - torch.tensor(mean)) / torch.tensor(std)
+    blank = -torch.tensor(mean) / torch.tensor(std)  # padding and rotation fill black
+    for c in range(3):
+        channel = out[:, c]
+        is_value = torch.isclose(channel, expected[c], atol=1e-5)
+        is_blank = torch.isclose(channel, blank[c], atol=1e-5)
+        is_blank |= channel == 0  # RandomErasing fills normalised zeros: the mean colour
+        pixels = channel * std[c] + mean[c]  # back on the 0-1 scale: a valid pixel everywhere
+        assert pixels.min() > -1e-5 and pixels.max() < 1 + 1e-5, preset
+        if preset == "seed":  # jitter changes the value, but each image stays one constant
+            assert channel.flatten(1).std(1).max() < 1e-4
+        elif preset != "heavy":  # (heavy mixes images: MixUp blends the constant with blanks)
+            assert (is_value | is_blank).all(), preset
+            assert is_value.float().mean() > 0.7
     if preset == "heavy":
         assert targets.shape == (8, 10)
         torch.testing.assert_close(targets.sum(1), torch.ones(8))

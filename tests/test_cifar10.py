@@ -156,7 +156,10 @@ def test_no_network_and_no_archive_says_where_to_put_it(tmp_path, monkeypatch):
     assert str(target) in message and "--env smoke" in message and "cifar10_url" in message
 
 
-def test_gzip_layer_is_really_read(archive):
-    # the archive is a gzip file in the .tar.gz convention
+def test_archive_is_a_gzipped_tar_in_the_official_layout(archive, raw):
+    """The .tar.gz convention: gzip outside, a tar inside, members under the official folder."""
+    assert archive.read_bytes()[:2] == b"\x1f\x8b"  # gzip magic
     with gzip.open(archive) as handle:
-        assert handle.read(512)
+        header = handle.read(512)  # the first tar header
+    assert header[257:262] == b"ustar"
+    assert header[:21] == b"cifar-10-batches-bin/"

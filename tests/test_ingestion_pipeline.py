@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -111,8 +112,16 @@ def test_cli_gives_a_readable_error_and_non_zero_exit(project, archive):
          "--params", f"cifar10_md5={md5_of(archive)}"],
         cwd=project, capture_output=True, text=True, timeout=120,
     )
-    assert result.returncode != 0
-    assert "Checksum mismatch" in result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr  # the project's own errors: the message alone
+    assert result.stderr.startswith("Error: ") and "Checksum mismatch" in result.stderr
+    full = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipeline", "ingestion",
+         "--params", f"cifar10_md5={md5_of(archive)}"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SIMPLE_CNN_TRACEBACK": "1"},
+    )
+    assert full.returncode != 0 and "Traceback" in full.stderr
 
 
 def make_folder(root, n_train=12, n_test=4):

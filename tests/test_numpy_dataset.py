@@ -33,12 +33,23 @@ def test_versions_accumulate_and_old_ones_stay_loadable(tmp_path):
     np.testing.assert_array_equal(oldest, np.zeros(3))
 
 
-def test_failed_save_leaves_no_version_behind(tmp_path):
+def test_failed_save_leaves_no_version_behind(tmp_path, monkeypatch):
+    """The writer fails after bytes reached the disk: no half-written file may pass for a
+    version, and the newest complete version still loads."""
     path = str(tmp_path / "a.npz")
     NumpyDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save({"x": np.ones(2)})
-    broken = NumpyDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z"))
-    with pytest.raises(DatasetError):
-        broken.save({"x": np.ones(2), "bad": [object()]})
+
+    def disk_full(handle, **arrays):
+        handle.write(b"PK\x03\x04" + b"\0" * 4096)  # the start of a zip, then the disk is full
+        handle.flush()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(DatasetError, match="No space left"):
+        NumpyDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z")).save(
+            {"x": np.zeros(2)})
+    monkeypatch.undo()
+    assert list((tmp_path / "a.npz" / "2026-01-02T00.00.00.000Z").glob("*")) == []
     latest = NumpyDataset(filepath=path, version=Version(None, None)).load()
     np.testing.assert_array_equal(latest["x"], np.ones(2))
 

@@ -99,6 +99,7 @@ train(Path({root!r}), epochs=6, on_epoch_end=report)
 """
 
 
+@pytest.mark.slow  # a subprocess: it imports the unmutated package
 def test_resume_after_sigkill(tmp_path):
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path / "killed"))
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -210,6 +211,7 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
     assert result.history["best_epoch"] == 1
 
 
+@pytest.mark.slow  # compiles for ~10 s
 def test_torch_compile_trains_and_saves_plain_weights(tmp_path):
     result = train(tmp_path, epochs=1, warmup=0, compile=True)
     assert result.history["val_accuracy"][0] > 0.2
@@ -225,3 +227,14 @@ def test_batch_norm_with_a_tiny_batch_warns_and_says_what_to_use(tmp_path, caplo
         train(tmp_path / "b", model={**MODEL, "norm": "group", "num_groups": 4}, epochs=1,
               warmup=0, batch_size=2, n_train=40)
     assert "BatchNorm" not in caplog.text
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept_and_no_accuracy_is_invented(tmp_path):
+    config = ModelConfig(**MODEL)
+    torch.manual_seed(0)
+    result = fit(SimpleCNN(config), DATA.train_images, DATA.train_labels, DATA.test_images[:0],
+                 DATA.test_labels[:0], BatchAugment("standard", MEAN, STD, num_classes=10),
+                 TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup=0, amp="off", device="cpu",
+                             progress_bar=False), checkpoint_path=tmp_path / "last.pt")
+    assert result.history["best_val_accuracy"] is None
+    assert result.history["best_epoch"] == 2

@@ -27,14 +27,19 @@ class RunIsolationHooks:
 
     Kedro otherwise resolves "newest" at each load, so a run started later in the same project
     could hand this run its model or splits halfway through. Pinning happens once, before the
-    first node; Kedro has no public setter for a dataset's version, hence ``_version``.
+    first node (in the parent process, so ParallelRunner's workers inherit it); Kedro has no
+    public setter for a dataset's version, hence ``_version``. Under ``--only-missing-outputs``
+    the run's own outputs are left to Kedro, which must first see which of them exist.
     """
 
     @hook_impl
-    def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
         outputs = pipeline.all_outputs()
+        leave_outputs = bool(run_params.get("only_missing_outputs"))
         for name in sorted(pipeline.datasets()):
             if name.startswith("params:") or name == "parameters" or name not in catalog:
+                continue
+            if name in outputs and leave_outputs:
                 continue
             dataset = catalog.get(name)
             if isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:

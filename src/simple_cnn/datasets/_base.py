@@ -56,8 +56,13 @@ class FileDataset(AbstractVersionedDataset):
     def _write(self, write: Callable[[IO[bytes]], None]) -> None:
         save_path = get_filepath_str(self._get_save_path(), self._protocol)
         temporary = save_path + ".partial"
-        with self._fs.open(temporary, "wb") as handle:
-            write(handle)
+        try:
+            with self._fs.open(temporary, "wb") as handle:
+                write(handle)
+        except BaseException:
+            if self._fs.exists(temporary):
+                self._fs.rm(temporary)  # a failed save leaves nothing behind
+            raise
         self._fs.mv(temporary, save_path)
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 

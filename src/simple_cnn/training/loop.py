@@ -293,7 +293,9 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
             break
 
     history = copy.deepcopy(state.history)
-    history.update(best_epoch=state.best_epoch, best_val_accuracy=state.best_accuracy,
+    has_val = len(val_labels) > 0  # without a validation split the last epoch is kept
+    history.update(best_epoch=state.best_epoch,
+                   best_val_accuracy=state.best_accuracy if has_val else None,
                    train_seconds=float(sum(history["seconds"])),
                    steps_per_epoch=steps_per_epoch, warmup_steps=config.warmup_steps(steps_per_epoch))
     return FitResult(best_state=state.best_state, history=history, device=str(device),
