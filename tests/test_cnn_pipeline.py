@@ -32,11 +32,13 @@ def test_cnn_pipeline_learns_and_writes_every_output(splits, tmp_path):
                                     "cnn_checkpoint": tmp_path / "last.pt"})
     metrics = catalog.load("cnn_test_metrics")
     assert metrics["accuracy"] > 0.6  # ten classes: chance is 0.1
-    for key in ("accuracy", "macro_f1", "train_seconds", "epochs", "device", "amp"):
-        assert key in metrics
-    assert metrics["epochs"] == 3 and metrics["device"] == "cpu"
-    assert metrics["skipped_steps"] == 0  # GradScaler skips steps only under fp16 (CUDA)
+    predictions = catalog.load("cnn_test_predictions")
+    assert metrics["accuracy"] == (predictions["predictions"] == splits["test_split"]["labels"]).mean()
     history = catalog.load("cnn_training_history")
+    assert metrics["train_seconds"] == pytest.approx(sum(history["seconds"]))
+    assert metrics["epochs"] == 3 and metrics["device"] == "cpu" and metrics["amp"] == history["amp"]
+    assert metrics["best_epoch"] == history["best_epoch"] and 0 < metrics["macro_f1"] <= 1
+    assert metrics["skipped_steps"] == 0  # GradScaler skips steps only under fp16 (CUDA)
     assert len(history["lr_per_step"]) == 3 * (1200 // 64)
     assert history["lr_per_step"][0] < history["lr_per_step"][20]  # warmup visible
     stats = catalog.load("cnn_activation_stats")

@@ -30,9 +30,12 @@ def test_pipeline_learns_the_synthetic_task_and_writes_every_output(splits):
     catalog = run_sliced(pipeline, {**splits, "params:hog_svm": SMOKE})
     metrics = catalog.load("svm_test_metrics")
     assert metrics["accuracy"] > 0.6  # chance is 0.1
-    for key in ("accuracy", "macro_f1", "fit_seconds", "predict_seconds", "n_features",
-                "feature_seconds", "total_seconds"):
-        assert key in metrics
+    predictions = catalog.load("svm_test_predictions")["predictions"]
+    assert metrics["accuracy"] == (predictions == splits["test_split"]["labels"]).mean()
+    assert metrics["n_features"] == catalog.load("svm_train_features")["features"].shape[1]
+    assert metrics["total_seconds"] == pytest.approx(
+        metrics["feature_seconds"] + metrics["fit_seconds"] + metrics["predict_seconds"])
+    assert 0 < metrics["macro_f1"] <= 1 and metrics["fit_seconds"] > 0
     report = catalog.load("svm_training_report")
     assert [c["alpha"] for c in report["candidates"]] == [0.1, 1.0]  # selection on val
     assert report["val_accuracy"] == max(c["val_accuracy"] for c in report["candidates"])
