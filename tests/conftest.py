@@ -82,6 +82,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         start = 0
         if "Range" in self.headers:
             start = int(self.headers["Range"].split("=")[1].split("-")[0])
+            if start >= len(data):
+                self.send_error(416)  # Range Not Satisfiable
+                return
         if server.fail_first > 0:  # send half of what is asked, then hang up
             server.fail_first -= 1
             self.send_response(206 if start else 200)

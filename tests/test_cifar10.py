@@ -83,10 +83,11 @@ def test_mis_sized_member_is_named(archive, tmp_path):
         parse_archive(tmp_path / "m.tar.gz")
 
 
-def test_label_outside_0_to_9_is_reported(raw, tmp_path):
-    raw.train_labels[3] = 12
+@pytest.mark.parametrize("label", [10, 12, 255])
+def test_label_outside_0_to_9_is_reported(raw, tmp_path, label):
+    raw.train_labels[3] = label
     path = write_archive(tmp_path / "l.tar.gz", raw)
-    with pytest.raises(DataError, match="label 12 .* labels are 0-9"):
+    with pytest.raises(DataError, match=f"label {label} .* labels are 0-9"):
         parse_archive(path)
 
 
@@ -107,6 +108,12 @@ def test_md5_none_skips_the_check_loudly(archive):
     with pytest.warns(UserWarning, match="NOT verified"):
         parsed = Cifar10Archive(archive, md5="none").read()
     assert len(parsed.train_images) == 100
+
+
+@pytest.mark.parametrize("skip", ["none", "NULL", "", " None "])
+def test_every_spelling_of_no_checksum_skips_it(archive, skip):
+    with pytest.warns(UserWarning, match="NOT verified"):
+        Cifar10Archive(archive, md5=skip).read(progress=False)
 
 
 def test_malformed_md5_is_rejected(archive):
@@ -135,6 +142,31 @@ def test_download_resumes_after_a_dropped_connection(archive, http_server, tmp_p
     assert target.read_bytes() == data
     assert http_server.requests[1]["Range"] == f"bytes={len(data) // 2}-"
     assert not (tmp_path / "c.tar.gz.part").exists()
+
+
+def test_download_retries_with_exponential_backoff_then_gives_up(archive, http_server, tmp_path,
+                                                                   monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("simple_cnn.data.cifar10.time.sleep", sleeps.append)
+    http_server.files["/c"] = archive.read_bytes()
+    http_server.fail_first = 5
+    target = tmp_path / "new" / "folder" / "c.tar.gz"
+    with pytest.raises(DataError, match="Could not download"):
+        download(http_server.url + "/c", target, retries=3, backoff_seconds=0.5, progress=False)
+    assert len(http_server.requests) == 3 and sleeps == [0.5, 1.0]
+    assert all(r["User-Agent"] == "simple-cnn" for r in http_server.requests)
+    assert target.parent.is_dir()  # the folders were made
+
+
+def test_a_partial_file_the_server_cannot_resume_is_restarted(archive, http_server, tmp_path):
+    """HTTP 416 (our partial file is longer than the archive): start over from byte 0."""
+    data = archive.read_bytes()
+    http_server.files["/c"] = data
+    target = tmp_path / "c.tar.gz"
+    (tmp_path / "c.tar.gz.part").write_bytes(b"x" * (len(data) + 10))
+    download(http_server.url + "/c", target, backoff_seconds=0, progress=False)
+    assert target.read_bytes() == data
+    assert len(http_server.requests) == 2 and "Range" not in http_server.requests[1]
 
 
 def test_failed_download_leaves_no_file_that_passes_for_whole(archive, http_server, tmp_path):

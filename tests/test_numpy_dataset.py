@@ -67,3 +67,54 @@ def test_state_dict_roundtrip_with_weights_only(tmp_path):
     dataset.save(model)
     loaded = TorchStateDictDataset(filepath=str(tmp_path / "m.pt"), version=Version(None, None)).load()
     torch.testing.assert_close(loaded["weight"], model.weight.detach())
+
+
+def test_exists_before_and_after_a_save(tmp_path):
+    """--only-missing-outputs relies on exists(): False until a version is saved."""
+    dataset = NumpyDataset(filepath=str(tmp_path / "a.npy"), version=Version(None, None))
+    assert not dataset.exists()
+    dataset.save(np.ones(2))
+    assert NumpyDataset(filepath=str(tmp_path / "a.npy"), version=Version(None, None)).exists()
+
+
+@pytest.mark.parametrize("name", ["a.npy", "a.npz"])
+def test_pickled_object_arrays_are_refused_on_load(tmp_path, name):
+    folder = tmp_path / name / "2026-01-01T00.00.00.000Z"
+    folder.mkdir(parents=True)
+    evil = np.array([{"not": "an array"}], dtype=object)
+    if name.endswith(".npy"):
+        np.save(folder / name, evil, allow_pickle=True)
+    else:
+        np.savez(folder / name, x=evil)
+    dataset = NumpyDataset(filepath=str(tmp_path / name), version=Version(None, None))
+    with pytest.raises(DatasetError, match="allow_pickle"):
+        dataset.load()["x"] if name.endswith(".npz") else dataset.load()
+
+
+def test_object_arrays_and_non_arrays_are_refused_on_save(tmp_path):
+    with pytest.raises(DatasetError):
+        NumpyDataset(filepath=str(tmp_path / "a.npy")).save(np.array([{}], dtype=object))
+    with pytest.raises(DatasetError, match="saves a dict of"):
+        NumpyDataset(filepath=str(tmp_path / "a.npz")).save({"x": np.ones(2), "y": [1, 2]})
+
+
+def test_npz_loads_as_a_plain_dict_and_compress_shrinks_the_file(tmp_path):
+    data = {"zeros": np.zeros(100_000)}
+    plain = NumpyDataset(filepath=str(tmp_path / "plain.npz"))
+    small = NumpyDataset(filepath=str(tmp_path / "small.npz"), compress=True)
+    plain.save(data)
+    small.save(data)
+    assert (tmp_path / "small.npz").stat().st_size < (tmp_path / "plain.npz").stat().st_size / 50
+    loaded = small.load()
+    assert type(loaded) is dict and np.array_equal(loaded["zeros"], data["zeros"])
+
+
+def test_dotted_folders_metadata_and_fs_args_are_honoured(tmp_path):
+    dataset = NumpyDataset(filepath=str(tmp_path / "v1.2" / "a.npz"), fs_args={"auto_mkdir": True},
+                           metadata={"kedro-viz": {"layer": "primary"}})
+    dataset.save({"x": np.ones(1)})
+    assert dataset.metadata == {"kedro-viz": {"layer": "primary"}}
+    assert NumpyDataset(filepath=str(tmp_path / "b.npy"),
+                        fs_args={"auto_mkdir": False})._fs.auto_mkdir is False
+    with pytest.raises(DatasetError, match="mmap_mode works with .npy files only"):
+        NumpyDataset(filepath=str(tmp_path / "a.npz"), mmap_mode="r")
