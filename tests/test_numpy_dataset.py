@@ -118,3 +118,19 @@ def test_dotted_folders_metadata_and_fs_args_are_honoured(tmp_path):
                         fs_args={"auto_mkdir": False})._fs.auto_mkdir is False
     with pytest.raises(DatasetError, match="mmap_mode works with .npy files only"):
         NumpyDataset(filepath=str(tmp_path / "a.npz"), mmap_mode="r")
+
+
+def test_versions_on_another_fsspec_filesystem():
+    """The protocol, its filesystem and its glob/exists reach Kedro's versioning: a versioned
+    dataset on fsspec's in-memory filesystem saves, finds its newest version and loads."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    path = "memory:///simple-cnn-test/a.npz"
+    for stamp, value in (("2026-01-01T00.00.00.000Z", 0.0), ("2026-01-02T00.00.00.000Z", 1.0)):
+        NumpyDataset(filepath=path, version=Version(None, stamp)).save({"x": np.full(2, value)})
+    assert memory.exists("/simple-cnn-test/a.npz/2026-01-02T00.00.00.000Z/a.npz")
+    latest = NumpyDataset(filepath=path, version=Version(None, None))
+    assert latest.exists() and latest.load()["x"].tolist() == [1.0, 1.0]
+    assert not memory.glob("/simple-cnn-test/**/*.partial")
+    memory.rm("/simple-cnn-test", recursive=True)
