@@ -67,7 +67,8 @@ def archive(tmp_path, raw) -> Path:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files`` with Range support; ``server.fail_first`` breaks early replies."""
+    """Serves ``server.files`` with Range support (``server.honour_range``);
+    ``server.fail_first`` breaks early replies."""
 
     def log_message(self, *args):  # keep test output quiet
         pass
@@ -80,7 +81,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         start = 0
-        if "Range" in self.headers:
+        if "Range" in self.headers and server.honour_range:
             start = int(self.headers["Range"].split("=")[1].split("-")[0])
             if start >= len(data):
                 self.send_error(416)  # Range Not Satisfiable
@@ -101,7 +102,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.files, server.requests, server.fail_first = {}, [], 0
+    server.files, server.requests, server.fail_first, server.honour_range = {}, [], 0, True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -79,7 +79,7 @@ def test_mis_sized_member_is_named(archive, tmp_path):
     members = _members(archive)
     members["cifar-10-batches-bin/test_batch.bin"] += b"\x00" * 5
     _tar(tmp_path / "m.tar.gz", members)
-    with pytest.raises(DataError, match="test_batch.bin is .* not a whole number"):
+    with pytest.raises(DataError, match=r"test_batch.bin is .* not a whole number of 3073-byte records \(the official batches hold 10,000, 30,730,000 bytes\)"):
         parse_archive(tmp_path / "m.tar.gz")
 
 
@@ -156,6 +156,16 @@ def test_download_retries_with_exponential_backoff_then_gives_up(archive, http_s
     assert len(http_server.requests) == 3 and sleeps == [0.5, 1.0]
     assert all(r["User-Agent"] == "simple-cnn" for r in http_server.requests)
     assert target.parent.is_dir()  # the folders were made
+
+
+def test_a_server_that_ignores_range_gets_a_fresh_download(archive, http_server, tmp_path):
+    """A 200 answer to a Range request is the whole file: write it from byte 0, not append."""
+    data = archive.read_bytes()
+    http_server.files["/c"] = data
+    http_server.fail_first, http_server.honour_range = 1, False
+    target = tmp_path / "c.tar.gz"
+    download(http_server.url + "/c", target, backoff_seconds=0, progress=False)
+    assert "Range" in http_server.requests[1] and target.read_bytes() == data
 
 
 def test_a_partial_file_the_server_cannot_resume_is_restarted(archive, http_server, tmp_path):
