@@ -74,6 +74,9 @@ def test_auto_picks_by_training_set_size():
     assert resolve_preset("auto", 45_000) == "medium"
     assert resolve_preset("auto", 200_000) == "standard"
     assert resolve_preset("seed", 10) == "seed"
+    # the thresholds themselves: heavy below 10,000 images, medium below 100,000
+    assert [resolve_preset("auto", n) for n in (9_999, 10_000, 99_999, 100_000)] == [
+        "heavy", "medium", "medium", "standard"]
 
 
 def test_unknown_preset_lists_the_allowed_ones():

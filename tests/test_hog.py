@@ -97,3 +97,43 @@ def test_nan_pixels_poison_their_cells_as_in_skimage():
     theirs = hog(image, pixels_per_cell=(8, 8), cells_per_block=(1, 1))
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
     np.testing.assert_allclose(ours[~np.isnan(ours)], theirs[~np.isnan(theirs)], atol=1e-6)
+
+
+def test_a_cell_or_block_as_large_as_the_image_is_allowed():
+    image = np.random.default_rng(1).integers(0, 256, (32, 24), dtype=np.uint8)
+    options = dict(orientations=9, pixels_per_cell=(32, 24), cells_per_block=(1, 1), block_norm="L2")
+    np.testing.assert_allclose(hog_features(image[None], **options)[0], hog(image, **options), atol=1e-6)
+    options = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(4, 3), block_norm="L2")
+    np.testing.assert_allclose(hog_features(image[None], **options)[0], hog(image, **options), atol=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"pixels_per_cell": (8, 40)}, r"pixels_per_cell=\[8, 40\] is larger than the 32x24 images; allowed: 1 to 32 \(rows\) and 1 to 24 \(columns\)"),
+    ({"pixels_per_cell": (40, 8)}, r"pixels_per_cell=\[40, 8\] is larger than the 32x24"),
+    ({"cells_per_block": (5, 1)}, r"cells_per_block=\[5, 1\] is larger than the grid of 4x3 cells \(32x24 images, \[8, 8\] pixels per cell\); allowed: 1 to 4 \(rows\) and 1 to 3 \(columns\)"),
+    ({"cells_per_block": (1, 4)}, r"cells_per_block=\[1, 4\] is larger than the grid of 4x3"),
+    ({"pixels_per_cell": (8, 8, 8)}, r"pixels_per_cell must be one or two positive ints, got \(8, 8, 8\)"),
+    ({"cells_per_block": (0, 2)}, r"cells_per_block must be one or two positive ints"),
+    ({"pixels_per_cell": "big"}, r"pixels_per_cell must be an int or a pair of ints, got 'big'"),
+    ({"orientations": 9.0}, r"orientations must be a whole number >= 1, got 9.0"),
+    ({"orientations": True}, r"orientations must be a whole number"),
+])
+def test_options_are_checked_against_non_square_images(options, message):
+    full = {"orientations": 9, "pixels_per_cell": (8, 8), "cells_per_block": (2, 2),
+            "block_norm": "L2", **options}
+    with pytest.raises(ConfigError, match=message):
+        hog_features(np.zeros((1, 32, 24), dtype=np.uint8), **full)
+
+
+def test_one_int_means_a_square_cell_and_block_as_in_skimage():
+    image = np.random.default_rng(2).integers(0, 256, (32, 24), dtype=np.uint8)
+    ours = hog_features(image[None], 9, pixels_per_cell=8, cells_per_block=2, block_norm="L2")[0]
+    np.testing.assert_allclose(ours, hog(image, 9, (8, 8), (2, 2), "L2"), atol=1e-6)
+
+
+def test_nan_cells_of_non_square_float_images_match_skimage():
+    image = np.random.default_rng(3).random((32, 24))
+    image[5, 20] = np.nan
+    options = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(1, 1), block_norm="L1")
+    np.testing.assert_array_equal(np.isnan(hog_features(image[None], **options)[0]),
+                                  np.isnan(hog(image, **options)))

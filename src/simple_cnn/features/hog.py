@@ -33,7 +33,7 @@ def _pair(value, name: str) -> tuple[int, int]:
         value = (value, value)
     try:
         pair = tuple(int(v) for v in value)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ConfigError(f"{name} must be an int or a pair of ints, got {value!r}.") from None
     if len(pair) != 2 or min(pair) < 1:
         raise ConfigError(f"{name} must be one or two positive ints, got {value!r}.")
