@@ -137,3 +137,22 @@ def test_nan_cells_of_non_square_float_images_match_skimage():
     options = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(1, 1), block_norm="L1")
     np.testing.assert_array_equal(np.isnan(hog_features(image[None], **options)[0]),
                                   np.isnan(hog(image, **options)))
+
+
+def test_non_square_cells_match_skimage():
+    image = np.random.default_rng(4).integers(0, 256, (32, 24), dtype=np.uint8)
+    options = dict(orientations=9, pixels_per_cell=(8, 4), cells_per_block=(2, 3), block_norm="L2-Hys")
+    np.testing.assert_allclose(hog_features(image[None], **options)[0], hog(image, **options), atol=1e-6)
+
+
+def test_channel_axis_counts_in_the_image_and_out_is_checked():
+    images = np.random.default_rng(5).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    options = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(1, 1), block_norm="L1")
+    last = hog_features(images, **options, channel_axis=-1)
+    np.testing.assert_array_equal(hog_features(images, **options, channel_axis=2), last)
+    first = np.moveaxis(images, -1, 1)  # (N, C, H, W): channel_axis=0 of each image
+    np.testing.assert_array_equal(hog_features(first, **options, channel_axis=0), last)
+    out = np.empty((2, last.shape[1]), dtype=np.float32)
+    assert hog_features(images, **options, channel_axis=-1, out=out) is out
+    with pytest.raises(ValueError, match=r"out has shape \(2, 3\), the features need \(2, 36\)"):
+        hog_features(images, **options, channel_axis=-1, out=np.empty((2, 3), dtype=np.float32))
