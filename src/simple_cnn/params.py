@@ -14,7 +14,9 @@ Two conveniences for what people type:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, get_args
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
 from pydantic_core import PydanticCustomError
@@ -40,8 +42,6 @@ Float = Annotated[float, BeforeValidator(_no_bool)]
 
 def Choice(*words: str) -> Any:  # noqa: N802 - reads as a type
     """``Literal[*words]`` that also accepts the booleans YAML 1.1 makes of ``off``/``on``/...."""
-    from typing import Literal
-
     allowed = Literal[words]  # type: ignore[valid-type]
 
     def from_yaml_boolean(value: Any) -> Any:
@@ -73,16 +73,21 @@ class ParameterGroup(Model):
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # type: ignore[override]
-        try:
+        with readable(cls, cls.key):
             return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as error:
-            raise ConfigError(describe(error, cls, cls.key)) from None
 
 
 def build(model: type[BaseModel], prefix: str, **values: Any) -> Any:
     """``model(**values)``, with errors as :class:`ConfigError` naming ``prefix.<key>``."""
-    try:
+    with readable(model, prefix):
         return model(**values)
+
+
+@contextmanager
+def readable(model: type[BaseModel], prefix: str) -> Iterator[None]:
+    """pydantic's ``ValidationError`` inside, as a :class:`ConfigError` naming ``prefix.<key>``."""
+    try:
+        yield
     except ValidationError as error:
         raise ConfigError(describe(error, model, prefix)) from None
 
