@@ -13,7 +13,7 @@ augmentation needs, so:
   RandomErasing) run image by image over the on-device batch;
 - CutMix and MixUp are batch transforms by design and use v2.CutMix / v2.MixUp directly.
 
-Presets: ``standard`` (crop 4 px + flip), ``seed`` (RandomResizedCrop 0.8-1 + ColorJitter 0.4/0.4
+Presets: ``none`` (only normalisation), ``standard`` (crop 4 px + flip), ``seed`` (RandomResizedCrop 0.8-1 + ColorJitter 0.4/0.4
 + GaussianBlur(3) p=0.3 + flip), ``medium`` (standard + small rotation + RandomErasing),
 ``heavy`` (medium + CutMix/MixUp, soft labels), ``auto`` (by training-set size).
 """
@@ -33,8 +33,8 @@ from simple_cnn.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-PRESETS = ("standard", "seed", "medium", "heavy", "auto")
-Preset = Literal["standard", "seed", "medium", "heavy", "auto"]
+PRESETS = ("none", "standard", "seed", "medium", "heavy", "auto")
+Preset = Literal["none", "standard", "seed", "medium", "heavy", "auto"]
 
 
 def resolve_preset(preset: str, n_train: int) -> str:
@@ -124,7 +124,7 @@ class BatchAugment(nn.Module):
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor, train: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not train:
+        if not train or self.preset == "none":
             return self.prepare(images), labels
         if self.preset != "seed":
             images = random_crop_flip(images, padding=4)

@@ -10,7 +10,21 @@ class DataError(ValueError):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became inf or NaN; the message says when, at what LR, and in which layer."""
+    """The loss became inf or NaN; the message says when, at what LR, and in which layer.
+
+    ``details`` holds the same facts for a program (``epoch``, ``step``: the global optimiser
+    step, ``lr``, ``layer``), e.g. for a study that records a diverged run and goes on."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.details = details
+
+    def __reduce__(self):  # keep the details across processes (ParallelRunner)
+        return _rebuild_non_finite, (str(self), self.details)
+
+
+def _rebuild_non_finite(message: str, details: dict) -> NonFiniteLossError:
+    return NonFiniteLossError(message, **details)
 
 
 class ConcurrentRunError(RuntimeError):

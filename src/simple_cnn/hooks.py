@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
-from kedro.io.core import AbstractVersionedDataset, Version, VersionNotFoundError
+from kedro.io.core import AbstractDataset, AbstractVersionedDataset, Version, VersionNotFoundError
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
@@ -74,6 +74,64 @@ class ParallelRunnerHooks:
         for name in pipeline.datasets():
             if name in catalog and type(catalog.get(name)) is MemoryDataset and not name.startswith("params:"):
                 catalog[name] = SharedMemoryDataset()
+
+
+class AblationStudiesHooks:
+    """Hands the session's ``ablation`` parameters (its env and ``--params`` included) to the
+    ablation pipeline, which has one namespace per variant x seed. Runs when the context is
+    created, before Kedro first asks for the pipelines; if the studies changed since the
+    pipelines were last built (another session in this process), they are built again."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        from kedro.framework.project import PACKAGE_NAME, pipelines
+
+        from simple_cnn.pipelines.ablation.pipeline import use_studies
+
+        if use_studies(context.config_loader["parameters"].get("ablation")):
+            pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
+
+
+class StaleOutputsHooks:
+    """``--only-missing-outputs`` with make's rule: a node whose inputs will be made anew in
+    this run runs again too, even if its own outputs exist (Kedro alone skips it). So a study
+    that gains a variant trains only that variant, and its summary covers it."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        if not run_params.get("only_missing_outputs"):
+            return
+        from kedro.io import MemoryDataset
+
+        def persistent(name: str) -> bool:
+            return name in catalog and not isinstance(catalog.get(name), MemoryDataset)
+
+        missing = [name for name in pipeline.all_outputs() if persistent(name) and not catalog.exists(name)]
+        if not missing:
+            return
+        downstream = pipeline.from_inputs(*missing)
+        for name in downstream.all_outputs() - set(missing):
+            if persistent(name):
+                catalog[name] = _Stale(catalog.get(name))
+
+
+class _Stale(AbstractDataset):
+    """A dataset that reports itself missing, so that ``--only-missing-outputs`` remakes it."""
+
+    def __init__(self, dataset: AbstractDataset) -> None:
+        self._dataset = dataset
+
+    def _load(self) -> Any:
+        return self._dataset.load()
+
+    def _save(self, data: Any) -> None:
+        self._dataset.save(data)
+
+    def _exists(self) -> bool:
+        return False
+
+    def _describe(self) -> dict[str, Any]:
+        return {"stale": self._dataset._describe()}
 
 
 class ParameterChecksHooks:

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from simple_cnn.ablation.studies import AblationParams, run_parameters
 from simple_cnn.augment import Preset
 from simple_cnn.classifiers import (
     ClassifierName,
@@ -138,15 +139,20 @@ def image_side(ingestion: IngestionParams) -> int:
 
 def check_across_groups(params: dict, used: set[str]) -> None:
     """Rules between groups, for the groups a run uses (``used``: ``{"cnn", ...}``): HOG cells
-    and blocks fit the images that ``ingestion`` makes. Raises :class:`ConfigError`."""
+    and blocks fit the images that ``ingestion`` makes; every ablation variant, merged into
+    ``cnn``, is valid. Raises :class:`ConfigError`."""
     ingestion, hog_svm = params.get("ingestion"), params.get("hog_svm")
     if {"ingestion", "hog_svm"} <= used and isinstance(hog_svm, HogSvmParams):
         side = image_side(IngestionParams.model_validate(ingestion)
                           if isinstance(ingestion, dict) else ingestion)
         hog_svm.feature_config((side, side))
+    ablation, cnn = params.get("ablation"), params.get("cnn")
+    if "ablation" in used and isinstance(ablation, AblationParams) and isinstance(cnn, CnnParams):
+        for run in ablation.runs():  # every variant's overrides on the actual cnn parameters
+            run_parameters(cnn.model_dump(), ablation, run)
 
 
-GROUPS: tuple[type[ParameterGroup], ...] = (IngestionParams, HogSvmParams, CnnParams)
+GROUPS: tuple[type[ParameterGroup], ...] = (IngestionParams, HogSvmParams, CnnParams, AblationParams)
 SCHEMA_FOLDER = Path("docs/schemas")
 
 

@@ -77,7 +77,7 @@ class ParameterGroup(Model):
             return super().model_validate(obj, *args, **kwargs)
 
 
-def build(model: type[BaseModel], prefix: str, **values: Any) -> Any:
+def build(model: type[BaseModel], prefix: str, /, **values: Any) -> Any:
     """``model(**values)``, with errors as :class:`ConfigError` naming ``prefix.<key>``."""
     with readable(model, prefix):
         return model(**values)

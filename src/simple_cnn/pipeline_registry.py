@@ -2,12 +2,13 @@
 
 from kedro.pipeline import Pipeline
 
-from simple_cnn.pipelines import cnn, hog_svm, ingestion, reporting
+from simple_cnn.pipelines import ablation, cnn, hog_svm, ingestion, reporting
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """``cnn`` and ``hog_svm`` each include ingestion, so each runs on its own; ``reporting``
-    compares their saved results; ``__default__`` is everything."""
+    compares their saved results; ``ablation`` (the study: many trainings) includes ingestion;
+    ``__default__`` is everything but the study."""
     ingest = ingestion.create_pipeline()
     baseline = hog_svm.create_pipeline()
     train_cnn = cnn.create_pipeline()
@@ -17,5 +18,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         "hog_svm": ingest + baseline,
         "cnn": ingest + train_cnn,
         "reporting": report,
+        "ablation": ingest + ablation.create_pipeline(),
         "__default__": ingest + baseline + train_cnn + report,
     }

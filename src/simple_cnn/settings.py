@@ -11,10 +11,13 @@ CONFIG_LOADER_ARGS = {
 }
 
 from simple_cnn.hooks import (  # noqa: E402
+    AblationStudiesHooks,
     ParallelRunnerHooks,
     ParameterChecksHooks,
     RunIsolationHooks,
     RunProfileHooks,
+    StaleOutputsHooks,
 )
 
-HOOKS = (ParameterChecksHooks(), RunIsolationHooks(), ParallelRunnerHooks(), RunProfileHooks())
+HOOKS = (AblationStudiesHooks(), ParameterChecksHooks(), RunIsolationHooks(), StaleOutputsHooks(),
+         ParallelRunnerHooks(), RunProfileHooks())

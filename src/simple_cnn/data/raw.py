@@ -90,6 +90,19 @@ def stratified_split(
     return np.sort(train), np.sort(val)
 
 
+def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded, class-stratified ``fraction`` of ``labels`` (every class that
+    has images keeps at least one)."""
+    if fraction >= 1.0:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        keep.append(rng.choice(members, max(1, round(fraction * len(members))), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 images, on the 0-1 scale."""
     channels = images.shape[-1]

@@ -21,6 +21,8 @@ class TrainConfig(Model):
     :meth:`check_schedule` when the training set is known."""
 
     epochs: Int = Field(15, ge=1)
+    max_steps: Int | None = Field(None, ge=1)
+    fraction: Float = Field(1.0, gt=0.0, le=1.0)
     batch_size: Int = Field(256, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: Float = Field(0.2, gt=0.0)
@@ -46,7 +48,10 @@ class TrainConfig(Model):
     def _consistent(self) -> TrainConfig:
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise invalid("nesterov", True, "needs momentum > 0 (momentum is 0)")
-        if self.warmup_unit == "epochs" and self.warmup >= self.epochs:
+        if self.warmup_unit == "steps" and self.max_steps and self.warmup >= self.max_steps:
+            raise invalid("warmup", self.warmup, f"steps of warmup is not shorter than training "
+                          f"(max_steps={self.max_steps}); shorten the warmup or train longer")
+        if self.warmup_unit == "epochs" and self.max_steps is None and self.warmup >= self.epochs:
             raise invalid("warmup", self.warmup, f"epochs of warmup is not shorter than training "
                           f"({self.epochs} epochs); shorten the warmup or train longer")
         return self
@@ -73,14 +78,23 @@ class TrainConfig(Model):
         steps = self.warmup * steps_per_epoch if self.warmup_unit == "epochs" else self.warmup
         return int(round(steps))
 
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimiser steps of the whole run: ``max_steps`` if set, else ``epochs`` full epochs."""
+        return self.max_steps or self.epochs * steps_per_epoch
+
+    def num_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs the run takes (with ``max_steps``, the last one may be cut short)."""
+        return -(-self.total_steps(steps_per_epoch) // steps_per_epoch)
+
     def check_schedule(self, steps_per_epoch: int) -> None:
-        total = self.epochs * steps_per_epoch
+        total = self.total_steps(steps_per_epoch)
         warmup = self.warmup_steps(steps_per_epoch)
         if warmup >= total:
+            length = (f"max_steps={self.max_steps}" if self.max_steps else
+                      f"{self.epochs} epochs x {steps_per_epoch} steps = {total} steps")
             raise ConfigError(
                 f"{PREFIX}.warmup={self.warmup} {self.warmup_unit} ({warmup} steps) is not shorter "
-                f"than training ({self.epochs} epochs x {steps_per_epoch} steps = {total} steps); "
-                "shorten the warmup or train longer."
+                f"than training ({length}); shorten the warmup or train longer."
             )
 
 

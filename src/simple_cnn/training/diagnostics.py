@@ -100,3 +100,32 @@ def activation_stats(model: nn.Module, images: torch.Tensor) -> dict[str, dict[s
             handle.remove()
         model.train(was_training)
     return stats
+
+
+@torch.no_grad()
+def dead_units(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> dict[str, float] | None:
+    """Per ReLU/LeakyReLU layer, the fraction of channels that never fire (output > 0 nowhere, on
+    no image of ``images``): units a too-high LR or a bad start has killed. ``None`` when the
+    model has no ReLU-family activation (GELU is never exactly off)."""
+    layers = [(name, m) for name, m in leaf_modules(model) if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+    if not layers:
+        return None
+    fired: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(module, inputs, output):
+            peak = output.detach().float().amax(dim=(0, 2, 3)) if output.ndim == 4 else output.detach().float().amax(0)
+            fired[name] = peak if name not in fired else torch.maximum(fired[name], peak)
+        return record
+
+    was_training = model.training
+    model.eval()
+    handles = [module.register_forward_hook(hook(name)) for name, module in layers]
+    try:
+        for start in range(0, len(images), batch_size):
+            model(images[start : start + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return {name: (peak <= 0).float().mean().item() for name, peak in fired.items()}

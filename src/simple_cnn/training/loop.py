@@ -163,6 +163,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
     amp_dtype = resolve_amp(config.amp, device)
     steps_per_epoch = config.steps_per_epoch(len(train_images))
     config.check_schedule(steps_per_epoch)
+    total_steps, epochs = config.total_steps(steps_per_epoch), config.num_epochs(steps_per_epoch)
     _warn_small_batch_norm(model, config.batch_size)
     signature = run_signature(config, augment.preset, train_images, train_labels)
     checkpoint = load_checkpoint(checkpoint_path, model_config, signature) if config.resume else None
@@ -191,21 +192,22 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
     val_x = to_device_images(val_images, device)
     val_y = torch.from_numpy(np.asarray(val_labels, dtype=np.int64)).to(device)
     logger.info(
-        "Training on %s (AMP %s): %d images, %d steps/epoch, %d epochs, augmentation %s.",
-        device, amp_name(amp_dtype), len(images), steps_per_epoch, config.epochs, augment.preset,
+        "Training on %s (AMP %s): %d images, %d steps/epoch, %d epochs (%d steps), augmentation %s.",
+        device, amp_name(amp_dtype), len(images), steps_per_epoch, epochs, total_steps, augment.preset,
     )
 
     from tqdm.auto import tqdm
 
     show_bar = config.progress_bar and sys.stderr.isatty()
-    for epoch in range(state.epoch + 1, config.epochs + 1):
+    for epoch in range(state.epoch + 1, epochs + 1):
+        n_steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
         model.train()
         started = time.perf_counter()
         order = torch.randperm(len(images), device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         skipped = 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
+        bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{epochs}",
                    disable=not show_bar, leave=False, unit="step")
         for step in bar:
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -219,12 +221,15 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
                 where = first_non_finite_layer(model, x, y, loss_fn, autocast)
                 last_good = (f"{checkpoint_path} (epoch {state.epoch})" if state.epoch
                              else "none yet (the failure came in the first epoch)")
+                global_step = (epoch - 1) * steps_per_epoch + step + 1
                 raise NonFiniteLossError(
                     f"Loss became {loss.item()} at epoch {epoch}, step {step + 1}/"
-                    f"{steps_per_epoch} (global step {(epoch - 1) * steps_per_epoch + step + 1}) "
+                    f"{steps_per_epoch} (global step {global_step}) "
                     f"with lr {lr:.4g}. First non-finite: {where}. Training stopped; the last "
                     f"good checkpoint is {last_good}. Try a lower cnn.training.lr, a longer "
-                    "warmup, a normalisation layer (cnn.model.norm), or amp: off."
+                    "warmup, a normalisation layer (cnn.model.norm), or amp: off.",
+                    epoch=epoch, step=global_step, lr=lr, layer=where,
+                    lr_per_step=[*state.history["lr_per_step"], lr],
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -252,9 +257,9 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
             val_logits = predict_logits(model, val_x, augment, autocast)
             val_loss = nn.functional.cross_entropy(val_logits, val_y).item()
             val_accuracy = (val_logits.argmax(1) == val_y).float().mean().item()
-        n_seen = steps_per_epoch * config.batch_size
+        n_seen = n_steps * config.batch_size
         row = {
-            "epoch": epoch, "train_loss": loss_sum.item() / steps_per_epoch,
+            "epoch": epoch, "train_loss": loss_sum.item() / n_steps,
             "train_accuracy": correct.item() / n_seen, "val_loss": val_loss,
             "val_accuracy": val_accuracy, "lr": optimizer.param_groups[0]["lr"],
             "seconds": seconds, "images_per_second": n_seen / seconds, "skipped_steps": skipped,
@@ -263,7 +268,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
             state.history[key].append(value)
         logger.info(
             "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  lr %.3g  %.1fs  "
-            "%.0f img/s%s", epoch, config.epochs, row["train_loss"], row["train_accuracy"],
+            "%.0f img/s%s", epoch, epochs, row["train_loss"], row["train_accuracy"],
             val_loss, val_accuracy, row["lr"], seconds, row["images_per_second"],
             f"  skipped {skipped}" if skipped else "",
         )
@@ -277,7 +282,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
         else:
             state.epochs_without_improvement += 1
         stop = 0 < config.early_stopping_patience <= state.epochs_without_improvement
-        state.finished = stop or epoch == config.epochs
+        state.finished = stop or epoch == epochs
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
@@ -297,6 +302,7 @@ def _fit(model, train_images, train_labels, val_images, val_labels, augment, con
     history.update(best_epoch=state.best_epoch,
                    best_val_accuracy=state.best_accuracy if has_val else None,
                    train_seconds=float(sum(history["seconds"])),
-                   steps_per_epoch=steps_per_epoch, warmup_steps=config.warmup_steps(steps_per_epoch))
+                   steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                   warmup_steps=config.warmup_steps(steps_per_epoch))
     return FitResult(best_state=state.best_state, history=history, device=str(device),
                      amp=amp_name(amp_dtype))

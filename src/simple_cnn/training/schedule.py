@@ -23,7 +23,7 @@ from simple_cnn.training.config import TrainConfig
 
 def build_scheduler(optimizer: Optimizer, config: TrainConfig, steps_per_epoch: int) -> LRScheduler:
     config.check_schedule(steps_per_epoch)
-    total = config.epochs * steps_per_epoch
+    total = config.total_steps(steps_per_epoch)
     warmup = config.warmup_steps(steps_per_epoch)
     decay_steps = total - warmup
     if config.scheduler == "cosine":

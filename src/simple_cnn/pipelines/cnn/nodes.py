@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from matplotlib.figure import Figure
 
 from simple_cnn import plots
 from simple_cnn.augment import BatchAugment, resolve_preset
-from simple_cnn.data.raw import GRAY_WEIGHTS, to_grayscale
+from simple_cnn.data.raw import GRAY_WEIGHTS, stratified_subset, to_grayscale
 from simple_cnn.errors import ConfigError
 from simple_cnn.metrics import classification_metrics
 from simple_cnn.models import ModelConfig, SimpleCNN
@@ -52,6 +53,47 @@ def _augment(params: CnnParams, summary: dict[str, Any], config: ModelConfig, n_
     return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes, config.image_size)
 
 
+@dataclass
+class Inference:
+    """A trained model ready to predict, with what its training used: the image conversion,
+    the normalisation, the device and the autocast context."""
+
+    model: SimpleCNN
+    config: ModelConfig
+    augment: BatchAugment
+    device: torch.device
+    autocast: Any
+
+    def images(self, images: np.ndarray) -> torch.Tensor:
+        """RGB uint8 (N, H, W, 3) NumPy -> the model's uint8 (N, C, H, W) on its device."""
+        return to_device_images(_images(images, self.config), self.device)
+
+    def prepared(self, images: np.ndarray) -> torch.Tensor:
+        """The normalised float batch the model takes."""
+        return self.augment.prepare(self.images(images))
+
+    def logits(self, images: np.ndarray, batch_size: int, flip_tta: bool = False) -> torch.Tensor:
+        return predict_logits(self.model, self.images(images), self.augment, self.autocast,
+                              batch_size, flip_tta=flip_tta)
+
+
+def inference(cnn_model: dict[str, Any], dataset_summary: dict[str, Any], params: CnnParams,
+              device: str | None = None) -> Inference:
+    """Load ``cnn_model`` for prediction on ``device`` (default: the training device)."""
+    config = _model_config(params, dataset_summary)
+    device_ = torch.device(device) if device else resolve_device(params.training.device)
+    autocast = (autocast_factory(device_, resolve_amp(params.training.amp, device_))
+                if device is None else autocast_factory(device_, None))
+    model = _load_model(cnn_model, config).to(device_).to(memory_format=torch.channels_last)
+    return Inference(model, config, _normaliser(params, dataset_summary, config), device_, autocast)
+
+
+def _normaliser(params: CnnParams, summary: dict[str, Any], config: ModelConfig) -> BatchAugment:
+    """The evaluation-time conversion: uint8 -> normalised float, no augmentation."""
+    return _augment(params.model_copy(update={"augmentation": params.augmentation.model_copy(
+        update={"preset": "none"})}), summary, config, n_train=0)
+
+
 def _load_model(cnn_model: dict[str, Any], config: ModelConfig) -> SimpleCNN:
     if "state_dict" not in cnn_model:
         raise ConfigError(
@@ -79,9 +121,11 @@ def train_cnn(
     """Train SimpleCNN; return the model (the best validation epoch's weights, with what its
     evaluation reports of the run) and the training history.
 
-    A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it)."""
+    A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it).
+    With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split."""
     config = _model_config(params, dataset_summary)
     train_config = params.training
+    train_split = _fraction_of(train_split, train_config.fraction, train_config.seed)
     augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
@@ -96,6 +140,14 @@ def train_cnn(
     logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
                 history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
     return {"state_dict": result.best_state, "training": _run_details(history)}, history
+
+
+def _fraction_of(split: Split, fraction: float, seed: int) -> Split:
+    keep = stratified_subset(split["labels"], fraction, seed)
+    if len(keep) < len(split["labels"]):
+        logger.info("Training on %d of %d training images (fraction %g, stratified).",
+                    len(keep), len(split["labels"]), fraction)
+    return {key: value[keep] for key, value in split.items()}
 
 
 def _run_details(history: dict[str, Any]) -> dict[str, Any]:
@@ -121,12 +173,6 @@ def summarise_cnn(dataset_summary: dict[str, Any], params: CnnParams) -> str:
     return f"SimpleCNN({config})\n\n{stats}\n"
 
 
-def _inference(params: CnnParams):
-    """The device and autocast context that training used, for evaluation."""
-    device = resolve_device(params.training.device)
-    return device, autocast_factory(device, resolve_amp(params.training.amp, device))
-
-
 def evaluate_cnn(
     cnn_model: dict[str, Any],
     test_split: Split,
@@ -135,13 +181,9 @@ def evaluate_cnn(
 ) -> tuple[Split, dict[str, Any]]:
     """Test predictions (optionally averaged with the mirrored image) and metrics."""
     flip_tta, batch_size = params.evaluation.flip_tta, params.evaluation.batch_size
-    config = _model_config(params, dataset_summary)
-    device, autocast = _inference(params)
-    model = _load_model(cnn_model, config).to(device).to(memory_format=torch.channels_last)
-    augment = _augment(params, dataset_summary, config, n_train=0)
-    images = to_device_images(_images(test_split["images"], config), device)
+    run = inference(cnn_model, dataset_summary, params)
     started = time.perf_counter()
-    logits = predict_logits(model, images, augment, autocast, batch_size, flip_tta=flip_tta)
+    logits = run.logits(test_split["images"], batch_size, flip_tta=flip_tta)
     probabilities = torch.softmax(logits, dim=1).cpu().numpy()
     predict_seconds = time.perf_counter() - started
     predictions = probabilities.argmax(1)
@@ -151,7 +193,7 @@ def evaluate_cnn(
         **cnn_model["training"],
         predict_seconds=predict_seconds,
         flip_tta=flip_tta,
-        n_parameters=sum(p.numel() for p in model.parameters()),
+        n_parameters=sum(p.numel() for p in run.model.parameters()),
     )
     logger.info("CNN test accuracy %.4f, macro-F1 %.4f.", metrics["accuracy"], metrics["macro_f1"])
     return {"predictions": predictions, "probabilities": probabilities.astype(np.float32)}, metrics
@@ -162,11 +204,8 @@ def record_cnn_activation_stats(
     params: CnnParams,
 ) -> dict[str, Any]:
     """Per-layer activation statistics for one validation batch (spot dead ReLUs, blow-ups)."""
-    config = _model_config(params, dataset_summary)
-    model = _load_model(cnn_model, config)
-    augment = _augment(params, dataset_summary, config, n_train=0)
-    images = torch.from_numpy(_images(val_split["images"][:256], config)).permute(0, 3, 1, 2)
-    return activation_stats(model, augment.prepare(images))
+    run = inference(cnn_model, dataset_summary, params, device="cpu")
+    return activation_stats(run.model, run.prepared(val_split["images"][:256]))
 
 
 def plot_cnn_training_curves(cnn_training_history: dict[str, Any]) -> Figure:
@@ -195,18 +234,16 @@ def plot_cnn_feature_maps(
     params: CnnParams,
 ) -> Figure:
     """Feature maps of ``cnn.plots.feature_map_layer`` for a few test images."""
-    config = _model_config(params, dataset_summary)
-    model = _load_model(cnn_model, config)
+    run = inference(cnn_model, dataset_summary, params, device="cpu")
     layer, n_images = params.plots.feature_map_layer, params.plots.n_feature_map_images
-    modules = dict(model.named_modules())
-    images = _images(test_split["images"][:n_images], config)
+    images = test_split["images"][:n_images]
     captured = {}
-    handle = modules[layer].register_forward_hook(lambda m, i, o: captured.setdefault("maps", o))
-    augment = _augment(params, dataset_summary, config, n_train=0)
+    module = dict(run.model.named_modules())[layer]
+    handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("maps", o))
     with torch.no_grad():
-        model(augment.prepare(torch.from_numpy(images).permute(0, 3, 1, 2)))
+        run.model(run.prepared(images))
     handle.remove()
-    return plots.feature_maps(images, captured["maps"].float().numpy(), layer)
+    return plots.feature_maps(_images(images, run.config), captured["maps"].float().numpy(), layer)
 
 
 def plot_cnn_misclassified(

@@ -1,0 +1,172 @@
+"""Figures of the ablation study. Each takes the run records or the summary and returns a
+Matplotlib ``Figure``; a figure whose study is not part of the run says so in its panel."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from simple_cnn import plots  # noqa: F401 - selects the Agg backend
+from simple_cnn.ablation.warmup_pitfall import lr_traces
+from simple_cnn.training.config import TrainConfig
+
+Records = list[dict[str, Any]]
+
+
+def study_accuracy(summary: dict[str, Any], studies: list[str] | None = None) -> Figure:
+    """Per study, mean ± std test accuracy per variant over seeds (diverged runs counted)."""
+    names = studies or list(summary["studies"])
+    fig = Figure(figsize=(4.2 * min(len(names), 3), 3.4 * -(-len(names) // 3)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(-(-len(names) // 3), min(len(names), 3), squeeze=False)).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        study = summary["studies"][name]
+        variants = list(study["variants"])
+        stats = [study["variants"][v]["test_accuracy"] for v in variants]
+        means = [s["mean"] if s["mean"] is not None else 0.0 for s in stats]
+        stds = [s["std"] or 0.0 for s in stats]
+        colors = ["tab:green" if v == study["test"]["better"] else
+                  "tab:orange" if v == study["test"]["than"] else "tab:gray" for v in variants]
+        ax.bar(range(len(variants)), means, yerr=stds, color=colors, capsize=3)
+        for i, v in enumerate(variants):
+            if study["variants"][v]["n_diverged"]:
+                ax.text(i, means[i], f"{study["variants"][v]["n_diverged"]} diverged", ha="center",
+                        va="bottom", fontsize=7, color="tab:red")
+        ax.set_xticks(range(len(variants)), variants, rotation=40, ha="right", fontsize=7)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{name}: {study['verdict']}", fontsize=9)
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
+    fig.suptitle("Ablation: mean ± std test accuracy over seeds (green: claimed better, orange: "
+                 "its comparison)", fontsize=9)
+    return fig
+
+
+def _varying(records: Records, *keys: str) -> Records:
+    """Finished runs of the first study whose variants set all of ``keys``."""
+    for study in dict.fromkeys(r["study"] for r in records):
+        mine = [r for r in records if r["study"] == study]
+        if all(all(k in r["factors"] for k in keys) for r in mine):
+            return mine
+    return []
+
+
+def _absent(fig: Figure, ax, *keys: str) -> Figure:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, "No study in this run varies " + " and ".join(keys) +
+            "\n(see conf/base/parameters_ablation.yml)", ha="center", va="center")
+    return fig
+
+
+def augmentation_heatmap(records: Records) -> Figure:
+    """Mean test accuracy per augmentation preset x training-set fraction."""
+    fig = Figure(figsize=(6, 3.8), layout="constrained")
+    ax = fig.subplots()
+    keys = ("augmentation.preset", "training.fraction")
+    runs = [r for r in _varying(records, *keys) if not r["diverged"]]
+    if not runs:
+        return _absent(fig, ax, *keys)
+    presets = list(dict.fromkeys(r["factors"][keys[0]] for r in runs))
+    fractions = sorted({r["factors"][keys[1]] for r in runs})
+    cells = defaultdict(list)
+    for r in runs:
+        cells[r["factors"][keys[0]], r["factors"][keys[1]]].append(r["test_accuracy"])
+    grid = np.array([[np.mean(cells[p, f]) if cells[p, f] else np.nan for f in fractions]
+                     for p in presets])
+    shown = ax.imshow(grid, cmap="viridis", aspect="auto")
+    for i, j in np.ndindex(grid.shape):
+        if not np.isnan(grid[i, j]):
+            best = np.nanargmax(grid[:, j]) == i
+            ax.text(j, i, f"{grid[i, j]:.1%}" + (" *" if best else ""), ha="center", va="center",
+                    color="white" if grid[i, j] < np.nanmean(grid) else "black", fontsize=8)
+    n_train = {f: max(r["n_train"] for r in runs if r["factors"][keys[1]] == f) for f in fractions}
+    ax.set_xticks(range(len(fractions)), [f"{f:g}\n({n_train[f]} images)" for f in fractions])
+    ax.set_yticks(range(len(presets)), presets)
+    ax.set_xlabel("training.fraction")
+    ax.set_ylabel("augmentation.preset")
+    fig.colorbar(shown, ax=ax, label="test accuracy")
+    ax.set_title("Which augmentation for how much data (* best per column)", fontsize=9)
+    return fig
+
+
+def dead_units_by_layer(records: Records) -> Figure:
+    """Fraction of channels that never fire on the validation images, per layer, by activation."""
+    fig = Figure(figsize=(6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    runs = [r for r in _varying(records, "model.activation") if not r["diverged"] and r["dead_units"]]
+    if not runs:
+        return _absent(fig, ax, "model.activation")
+    groups = defaultdict(list)
+    for r in runs:
+        groups[r["variant"]].append(r["dead_units"])
+    layers = list(runs[0]["dead_units"])
+    width = 0.8 / len(groups)
+    for k, (variant, rows) in enumerate(groups.items()):
+        means = [np.mean([row[layer] for row in rows]) for layer in layers]
+        ax.bar(np.arange(len(layers)) + k * width, means, width, label=variant)
+    ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, layers, fontsize=8)
+    ax.set_ylabel("dead channels (fraction)")
+    ax.legend(fontsize=7)
+    ax.set_title("Units that never fire on validation images", fontsize=9)
+    return fig
+
+
+def accuracy_vs_batch_size(records: Records) -> Figure:
+    """Mean test accuracy against batch size, one line per normalisation."""
+    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    keys = ("model.norm", "training.batch_size")
+    runs = [r for r in _varying(records, *keys) if not r["diverged"]]
+    if not runs:
+        return _absent(fig, ax, *keys)
+    for norm in dict.fromkeys(r["factors"][keys[0]] for r in runs):
+        sizes = sorted({r["factors"][keys[1]] for r in runs if r["factors"][keys[0]] == norm})
+        values = [[r["test_accuracy"] for r in runs if r["factors"][keys[0]] == norm
+                   and r["factors"][keys[1]] == size] for size in sizes]
+        ax.errorbar(sizes, [np.mean(v) for v in values], yerr=[np.std(v) for v in values],
+                    marker="o", capsize=3, label=norm)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("test accuracy")
+    ax.legend(title="norm", fontsize=8)
+    ax.set_title("Normalisation vs batch size (same number of steps)", fontsize=9)
+    return fig
+
+
+def warmup_lr_traces(records: Records) -> Figure:
+    """The LR of each warmup variant per step (first seed), diverged runs marked where they stopped."""
+    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    runs = _varying(records, "training.warmup")
+    if not runs:
+        return _absent(fig, ax, "training.warmup")
+    first_seed = min(r["seed"] for r in runs)
+    for r in runs:
+        if r["seed"] != first_seed:
+            continue
+        trace = r["lr_per_step"]
+        (line,) = ax.plot(range(1, len(trace) + 1), trace, label=r["variant"])
+        if r["diverged"]:
+            ax.plot(len(trace), trace[-1], "x", color=line.get_color(), markersize=10, mew=2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.legend(fontsize=7, title="x: diverged there", title_fontsize=7)
+    ax.set_title("Warmup variants: the LR actually used", fontsize=9)
+    return fig
+
+
+def warmup_wrapper_bug(config: TrainConfig, steps_per_epoch: int = 20) -> Figure:
+    """A hand-rolled warmup around ``StepLR`` (calls ``get_lr()`` without stepping it) beside
+    ``LinearLR`` + ``SequentialLR``: the wrapper never decays."""
+    fig = Figure(figsize=(6.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for name, trace in lr_traces(config, steps_per_epoch).items():
+        ax.plot(range(1, len(trace) + 1), trace, label=name,
+                linestyle="--" if name.startswith("hand") else "-")
+    ax.set_xlabel(f"step ({steps_per_epoch} per epoch)")
+    ax.set_ylabel("learning rate")
+    ax.legend(fontsize=8)
+    ax.set_title("The same warmup + step decay, written two ways", fontsize=9)
+    return fig

@@ -1,0 +1,109 @@
+"""ablation: one namespaced copy of the run nodes per variant x seed, then the summary.
+
+The runs come from ``parameters_ablation.yml`` of the session's environment:
+``AblationStudiesHooks`` hands them over when the session's context is created, before Kedro
+asks for the pipelines. If the studies are not valid, the pipeline holds only the summary
+node, whose typed ``params:ablation`` input makes Kedro refuse the run at session start with
+the problem named.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from typing import Any
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from simple_cnn.ablation.studies import NAMESPACE, AblationParams, Run
+from simple_cnn.errors import ConfigError
+from simple_cnn.pipelines.ablation import nodes
+
+SHARED = {"train_split", "val_split", "test_split", "dataset_summary"}
+PARAMETERS = {"params:cnn": "params:cnn", "params:ablation": "params:ablation"}
+
+_studies: dict[str, Any] = {"raw": None, "known": False}
+
+
+def use_studies(raw: dict[str, Any] | None) -> bool:
+    """Take the session's ``ablation`` parameters; True if they differ from the last ones."""
+    changed = not _studies["known"] or _studies["raw"] != raw
+    _studies.update(raw=raw, known=True)
+    return changed
+
+
+def _runs() -> list[Run]:
+    if not _studies["known"]:
+        _studies.update(raw=_project_parameters(), known=True)
+    try:
+        return AblationParams.model_validate(_studies["raw"] or {}).runs()
+    except ConfigError:
+        return []  # Kedro's validation of params:ablation names the problem at session start
+
+
+def _project_parameters() -> dict[str, Any] | None:
+    """``ablation`` from the project's conf (base + local): for a registry read outside a session."""
+    from pathlib import Path
+
+    from kedro.config import OmegaConfigLoader
+    from kedro.framework.project import settings
+
+    conf = Path.cwd() / settings.CONF_SOURCE
+    if not conf.is_dir():
+        return None
+    return OmegaConfigLoader(str(conf), **settings.CONFIG_LOADER_ARGS)["parameters"].get("ablation")
+
+
+def run_pipeline(run: Run) -> Pipeline:
+    """Configure, train and record one variant x seed, in the namespace ``run.namespace``."""
+    return pipeline(
+        [
+            node(_for(nodes.configure_run, run), ["params:cnn", "params:ablation"],
+                 "run_params", name="configure_run"),
+            node(nodes.train_run, ["train_split", "val_split", "dataset_summary", "cnn_checkpoint",
+                                   "run_params", "params:ablation"],
+                 "training_outcome", name="train_run", tags=["training"]),
+            node(_for(nodes.record_run, run),
+                 ["training_outcome", "train_split", "val_split", "test_split", "dataset_summary",
+                  "run_params", "params:ablation"], "ablation_run", name="record_run",
+                 tags=["evaluation"]),
+        ],
+        namespace=run.namespace, inputs=SHARED, parameters=PARAMETERS, tags=[NAMESPACE],
+    )
+
+
+def _for(func, run: Run) -> partial:
+    """``func`` with its run bound (a partial, so ParallelRunner can pickle it), named."""
+    bound = partial(func, run=run)
+    bound.__name__ = func.__name__
+    return bound
+
+
+def _summary_node(records: list[str]):
+    with warnings.catch_warnings():  # the records are namespaced outputs: their dots are Kedro's
+        warnings.filterwarnings("ignore", message="One or more dataset names contain")
+        return node(nodes.summarise_ablation, ["params:ablation", *records],
+                    ["ablation_results", "ablation_summary"], name="summarise_ablation")
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    runs = _runs()
+    summary = pipeline([
+        _summary_node([f"{run.namespace}.ablation_run" for run in runs]),
+        node(nodes.plot_ablation_accuracy, "ablation_summary", "ablation_accuracy_plot",
+             name="plot_ablation_accuracy", tags=["plots"]),
+        node(nodes.plot_ablation_augmentation_heatmap, "ablation_results",
+             "ablation_augmentation_heatmap_plot", name="plot_ablation_augmentation_heatmap",
+             tags=["plots"]),
+        node(nodes.plot_ablation_dead_units, "ablation_results", "ablation_dead_units_plot",
+             name="plot_ablation_dead_units", tags=["plots"]),
+        node(nodes.plot_ablation_batch_size, "ablation_results", "ablation_batch_size_plot",
+             name="plot_ablation_batch_size", tags=["plots"]),
+        node(nodes.plot_ablation_warmup_lr, "ablation_results", "ablation_warmup_lr_plot",
+             name="plot_ablation_warmup_lr", tags=["plots"]),
+        node(nodes.plot_warmup_wrapper_bug, "params:cnn", "warmup_wrapper_bug_plot",
+             name="plot_warmup_wrapper_bug", tags=["plots"]),
+        node(nodes.build_ablation_report, ["ablation_summary", "ablation_results", "params:cnn"],
+             "ablation_report", name="build_ablation_report"),
+    ], tags=[NAMESPACE])
+    return sum((run_pipeline(run) for run in runs), Pipeline([])) + summary
