@@ -238,3 +238,29 @@ def test_without_a_validation_split_the_last_epoch_is_kept_and_no_accuracy_is_in
                              progress_bar=False), checkpoint_path=tmp_path / "last.pt")
     assert result.history["best_val_accuracy"] is None
     assert result.history["best_epoch"] == 2
+
+
+def test_max_steps_is_an_exact_budget_and_the_schedule_ends_on_it(tmp_path):
+    """1200 images // 64 = 18 steps per epoch: 25 steps are one full epoch and 7 steps."""
+    result = train(tmp_path, epochs=1, max_steps=25, scheduler="linear")
+    history = result.history
+    assert len(history["lr_per_step"]) == 25 and history["total_steps"] == 25
+    assert history["epoch"] == [1, 2]  # the second epoch is cut short
+    assert history["lr"][-1] == pytest.approx(0.0, abs=1e-9)  # linear decay reaches 0 at step 25
+    assert history["images_per_second"][1] * history["seconds"][1] == pytest.approx(7 * 64)
+
+
+def test_max_steps_shorter_than_the_warmup_is_refused_at_once():
+    with pytest.raises(ValidationError, match="warmup.*not shorter than training .max_steps=10"):
+        TrainConfig(max_steps=10, warmup=10, warmup_unit="steps")
+
+
+def test_a_diverged_run_carries_its_step_lr_and_layer(tmp_path):
+    with pytest.raises(NonFiniteLossError) as error:
+        train(tmp_path, model={**MODEL, "norm": "none"}, lr=1e6, warmup=0)
+    details = error.value.details
+    assert details["lr"] == pytest.approx(1e6) and details["step"] >= 1
+    assert details["layer"] and len(details["lr_per_step"]) == details["step"]
+    import pickle
+
+    assert pickle.loads(pickle.dumps(error.value)).details == details  # survives ParallelRunner

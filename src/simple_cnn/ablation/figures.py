@@ -32,7 +32,7 @@ def study_accuracy(summary: dict[str, Any], studies: list[str] | None = None) ->
         ax.bar(range(len(variants)), means, yerr=stds, color=colors, capsize=3)
         for i, v in enumerate(variants):
             if study["variants"][v]["n_diverged"]:
-                ax.text(i, means[i], f"{study["variants"][v]["n_diverged"]} diverged", ha="center",
+                ax.text(i, means[i], f"{study['variants'][v]['n_diverged']} diverged", ha="center",
                         va="bottom", fontsize=7, color="tab:red")
         ax.set_xticks(range(len(variants)), variants, rotation=40, ha="right", fontsize=7)
         ax.set_ylabel("test accuracy")

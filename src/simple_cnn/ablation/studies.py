@@ -73,13 +73,18 @@ class AblationParams(ParameterGroup):
     key = "ablation"
 
     seeds: list[Int] = Field([0, 1], min_length=1)
-    max_steps: Int = Field(300, ge=1)
+    max_steps: Int = Field(200, ge=1)
     val_images: Int = Field(1000, ge=1)
     noise_multiple: Float = Field(2.0, gt=0.0)
     min_difference: Float = Field(0.005, ge=0.0)
-    studies_to_run: Literal["all"] | list[str] = "all"
+    studies_to_run: Literal["all"] | list[str] = "all"  # one name works too (handy in --params)
     base: dict[str, Any] = {}
     studies: dict[str, Study] = Field(min_length=1)
+
+    @field_validator("studies_to_run", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) and value != "all" else value
 
     @field_validator("seeds")
     @classmethod

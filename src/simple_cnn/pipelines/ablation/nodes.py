@@ -4,6 +4,7 @@ functions; these set up each run, record it (a diverged run is a result), and su
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,30 @@ def _typed(value: Any, model: type) -> Any:
     return value if isinstance(value, model) else model.model_validate(value)
 
 
-def configure_run(cnn: CnnParams, ablation: AblationParams, *, run: Run) -> CnnParams:
-    """The ``cnn`` parameters of one variant x seed (bound to ``run`` in the pipeline)."""
-    base = _typed(cnn, CnnParams).model_dump()
-    return run_parameters(base, _typed(ablation, AblationParams), run)
+@dataclass(frozen=True)
+class RunNodes:
+    """The node functions of one variant x seed, bound to it (bound methods keep their type
+    hints for Kedro's parameter validation, and pickle for ParallelRunner)."""
+
+    run: Run
+
+    def configure_run(self, cnn: CnnParams, ablation: AblationParams) -> CnnParams:
+        """The ``cnn`` parameters of this run."""
+        return run_parameters(_typed(cnn, CnnParams).model_dump(), _typed(ablation, AblationParams),
+                              self.run)
+
+    def train_and_evaluate_run(
+        self, train_split: Split, val_split: Split, test_split: Split,
+        dataset_summary: dict[str, Any], cnn_checkpoint: Path, run_params: CnnParams,
+        ablation: AblationParams,
+    ) -> dict[str, Any]:
+        """Train with ``train_cnn`` and return the run's row of results. A diverged run is a
+        result too: its row says where it diverged."""
+        ablation = _typed(ablation, AblationParams)
+        outcome = train_run(train_split, val_split, dataset_summary, cnn_checkpoint, run_params,
+                            ablation)
+        return record_run(outcome, train_split, val_split, test_split, dataset_summary,
+                          run_params, ablation, run=self.run)
 
 
 def train_run(
@@ -42,7 +63,7 @@ def train_run(
 ) -> dict[str, Any]:
     """``train_cnn`` on the run's parameters; a diverged run returns its divergence instead of
     raising, so that the study goes on."""
-    val = _head(val_split, _typed(ablation, AblationParams).val_images)
+    val = _head(val_split, ablation.val_images)
     try:
         model, history = train_cnn(train_split, val, dataset_summary, cnn_checkpoint, run_params)
     except NonFiniteLossError as error:
@@ -57,7 +78,6 @@ def record_run(
 ) -> dict[str, Any]:
     """One row of ``ablation_results``: what the run scored, cost and left dead, or where it
     diverged."""
-    ablation = _typed(ablation, AblationParams)
     training = run_params.training
     n_train = len(stratified_subset(train_split["labels"], training.fraction, training.seed))
     row = {"study": run.study, "variant": run.variant, "seed": run.seed,

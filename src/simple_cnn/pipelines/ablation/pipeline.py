@@ -10,7 +10,6 @@ the problem named.
 from __future__ import annotations
 
 import warnings
-from functools import partial
 from typing import Any
 
 from kedro.pipeline import Pipeline, node, pipeline
@@ -55,28 +54,21 @@ def _project_parameters() -> dict[str, Any] | None:
 
 
 def run_pipeline(run: Run) -> Pipeline:
-    """Configure, train and record one variant x seed, in the namespace ``run.namespace``."""
+    """Configure, then train and evaluate one variant x seed, in the namespace ``run.namespace``.
+    Training and evaluation are one node so that each run's row is saved as soon as it is done
+    (an interrupted study resumes with ``--only-missing-outputs``)."""
+    bound = nodes.RunNodes(run)
     return pipeline(
         [
-            node(_for(nodes.configure_run, run), ["params:cnn", "params:ablation"],
+            node(bound.configure_run, ["params:cnn", "params:ablation"],
                  "run_params", name="configure_run"),
-            node(nodes.train_run, ["train_split", "val_split", "dataset_summary", "cnn_checkpoint",
-                                   "run_params", "params:ablation"],
-                 "training_outcome", name="train_run", tags=["training"]),
-            node(_for(nodes.record_run, run),
-                 ["training_outcome", "train_split", "val_split", "test_split", "dataset_summary",
-                  "run_params", "params:ablation"], "ablation_run", name="record_run",
-                 tags=["evaluation"]),
+            node(bound.train_and_evaluate_run,
+                 ["train_split", "val_split", "test_split", "dataset_summary", "cnn_checkpoint",
+                  "run_params", "params:ablation"], "ablation_run", name="train_and_evaluate_run",
+                 tags=["training", "evaluation"]),
         ],
         namespace=run.namespace, inputs=SHARED, parameters=PARAMETERS, tags=[NAMESPACE],
     )
-
-
-def _for(func, run: Run) -> partial:
-    """``func`` with its run bound (a partial, so ParallelRunner can pickle it), named."""
-    bound = partial(func, run=run)
-    bound.__name__ = func.__name__
-    return bound
 
 
 def _summary_node(records: list[str]):
