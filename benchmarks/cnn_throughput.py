@@ -7,7 +7,12 @@ same crop + flip done for the whole batch at once, channels_last and AMP (bf16 o
 Both train the default SimpleCNN on the same images for the same number of steps.
 Last line: ``speedup <x>x``.
 
+``--preset all`` measures our loop with every augmentation preset against ``standard``, in one
+run (no tutorial loop); its last line is the slowest preset's ratio to ``standard``:
+``slowest preset <name> <x>x standard``.
+
     python benchmarks/cnn_throughput.py --archive data/01_raw/cifar-10-binary.tar.gz
+    python benchmarks/cnn_throughput.py --archive data/01_raw/cifar-10-binary.tar.gz --preset all
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from simple_cnn.augment import BatchAugment
+from simple_cnn.augment import PRESETS, BatchAugment
 from simple_cnn.data.cifar10 import parse_archive
 from simple_cnn.data.raw import channel_stats
 from simple_cnn.models import ModelConfig, SimpleCNN
@@ -83,13 +88,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--amp", default="auto")
-    parser.add_argument("--preset", default="standard", choices=["standard", "seed", "medium", "heavy"],
-                        help="our side's augmentation (the tutorial side always crops and flips)")
+    parser.add_argument("--preset", default="standard", choices=[p for p in PRESETS if p != "auto"] + ["all"],
+                        help="our side's augmentation (the tutorial side always crops and flips); "
+                             "all: every preset against standard")
     args = parser.parse_args()
 
     raw = parse_archive(args.archive)
     images, labels = raw.train_images[: args.n], raw.train_labels[: args.n]
     mean, std = channel_stats(images)
+    if args.preset == "all":
+        return every_preset(images, labels, mean, std, args)
     theirs = tutorial_loop(images, labels, mean, std, args.batch_size, args.epochs, args.workers)
     ours = our_loop(images, labels, mean, std, args.batch_size, args.epochs, args.amp, args.preset)
     print(f"model: default SimpleCNN, batch {args.batch_size}, {args.n:,} images x {args.epochs} epoch(s), "
@@ -97,6 +105,17 @@ def main() -> None:
     print(f"tutorial loop (PIL transforms + DataLoader, {args.workers} workers, fp32): {theirs:8.0f} images/s")
     print(f"ours (preset {args.preset}, on-device batches, channels_last, amp={args.amp}): {ours:8.0f} images/s")
     print(f"speedup {ours / theirs:.2f}x")
+
+
+def every_preset(images, labels, mean, std, args) -> None:
+    print(f"model: default SimpleCNN, batch {args.batch_size}, {args.n:,} images x {args.epochs} "
+          f"epoch(s), {torch.get_num_threads()} threads, amp={args.amp}")
+    rates = {preset: our_loop(images, labels, mean, std, args.batch_size, args.epochs, args.amp, preset)
+             for preset in ("standard", "none", "seed", "medium", "heavy")}
+    for preset, rate in rates.items():
+        print(f"ours (preset {preset}): {rate:8.0f} images/s  {rate / rates['standard']:.2f}x standard")
+    slowest = min(rates, key=rates.get)
+    print(f"slowest preset {slowest} {rates[slowest] / rates['standard']:.2f}x standard")
 
 
 if __name__ == "__main__":

@@ -82,3 +82,20 @@ def test_auto_picks_by_training_set_size():
 def test_unknown_preset_lists_the_allowed_ones():
     with pytest.raises(ConfigError, match="preset='strong' .* standard, seed, medium, heavy, auto"):
         resolve_preset("strong", 100)
+
+
+def test_resized_crop_flip_draws_per_image_and_keeps_pixels_in_range():
+    from simple_cnn.augment import random_resized_crop_flip
+
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 1, 32).expand(64, 3, 32, 32).contiguous()  # brighter to the right
+    same = random_resized_crop_flip(ramp, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    rising = (same[:, 0, :, -1] > same[:, 0, :, 0]).all(1)
+    assert 10 < rising.sum() < 54  # each image flipped or not on its own draw
+    assert torch.allclose(same[rising], ramp[rising], atol=1e-5)  # full-size crop: the image itself
+    assert torch.allclose(same[~rising], ramp[~rising].flip(-1), atol=1e-5)
+    cropped = random_resized_crop_flip(ramp, scale=(0.25, 0.25), ratio=(1.0, 1.0), flip=False)
+    spans = cropped[:, 0, 0, -1] - cropped[:, 0, 0, 0]
+    assert torch.allclose(spans, torch.full_like(spans, 0.5 * 31 / 32), atol=0.02)  # half the width
+    assert spans.min() > 0 and cropped[:, 0, 0, 0].unique().numel() > 32  # offsets differ per image
+    assert cropped.min() >= 0 and cropped.max() <= 1

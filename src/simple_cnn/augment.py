@@ -3,27 +3,31 @@
 Training images stay on the device as uint8 (N, C, H, W); each batch is augmented there, then
 converted to float and normalised with the train split's per-channel mean/std.
 
-A ``torchvision.transforms.v2`` transform called on a batch tensor draws *one* set of random
-parameters for the whole batch (every image gets the same crop). Per-image randomness is what
-augmentation needs, so:
+Every random transform draws its parameters *per image* and is applied to the whole batch at
+once (no Python loop over images; a ``torchvision.transforms.v2`` transform called on a batch
+would give every image the same crop):
 
-- the cheap, always-used pair, random crop with padding and horizontal flip, is done for the
-  whole batch at once with per-image offsets and flips (one gather, as in cifar10-airbench);
-- the other per-image v2 transforms (RandomResizedCrop, ColorJitter, GaussianBlur, rotation,
-  RandomErasing) run image by image over the on-device batch;
-- CutMix and MixUp are batch transforms by design and use v2.CutMix / v2.MixUp directly.
+- random crop with padding and horizontal flip, the cheap pair most presets use, is one
+  gather with per-image offsets and flips (as in cifar10-airbench);
+- a resized crop and flip is one ``grid_sample`` with a per-image affine map;
+- colour jitter, blur, rotation and erasing are ``kornia.augmentation`` modules, which sample
+  per-image parameters and filter/warp the batch on any device;
+- CutMix and MixUp are batch transforms by design: ``v2.CutMix`` / ``v2.MixUp``.
 
-Presets: ``none`` (only normalisation), ``standard`` (crop 4 px + flip), ``seed`` (RandomResizedCrop 0.8-1 + ColorJitter 0.4/0.4
-+ GaussianBlur(3) p=0.3 + flip), ``medium`` (standard + small rotation + RandomErasing),
-``heavy`` (medium + CutMix/MixUp, soft labels), ``auto`` (by training-set size).
+Presets: ``none`` (only normalisation), ``standard`` (crop 4 px + flip), ``seed``
+(RandomResizedCrop 0.8-1 + ColorJitter 0.4/0.4 + GaussianBlur(3) p=0.3 + flip), ``medium``
+(standard + rotation up to 10 degrees + RandomErasing p=0.5), ``heavy`` (medium + CutMix/MixUp,
+soft labels), ``auto`` (by training-set size).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Literal
 
+import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +54,30 @@ def resolve_preset(preset: str, n_train: int) -> str:
     return chosen
 
 
+def random_resized_crop_flip(
+    images: torch.Tensor, scale: tuple[float, float] = (0.8, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
+) -> torch.Tensor:
+    """Per-image RandomResizedCrop (area ``scale``, aspect ``ratio``) and horizontal flip of a
+    float batch, as one ``grid_sample``: each image's crop and flip are one affine map.
+
+    Like ``v2.RandomResizedCrop`` except for crops wider or taller than the image, which are
+    clipped to it rather than redrawn. Measured faster than ``kornia.augmentation.RandomResizedCrop``
+    followed by a flip (benchmarks/cnn_throughput.py --preset seed)."""
+    n, device = len(images), images.device
+    area = torch.empty(n, device=device).uniform_(*scale)
+    aspect = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1])).exp()
+    width, height = (area * aspect).sqrt().clamp(max=1.0), (area / aspect).sqrt().clamp(max=1.0)
+    cx = (torch.rand(n, device=device) * 2 - 1) * (1 - width)  # crop centre, in [-1, 1] units
+    cy = (torch.rand(n, device=device) * 2 - 1) * (1 - height)
+    sign = torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=device)
+    theta = torch.zeros(n, 2, 3, device=device, dtype=images.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = width * sign, cx
+    theta[:, 1, 1], theta[:, 1, 2] = height, cy
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def random_crop_flip(images: torch.Tensor, padding: int, flip: bool = True) -> torch.Tensor:
     """Per-image random crop (zero padding of ``padding`` px) and horizontal flip of a batch."""
     n, c, h, w = images.shape
@@ -68,9 +96,15 @@ def random_crop_flip(images: torch.Tensor, padding: int, flip: bool = True) -> t
     return images[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def per_image(transform: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Apply a v2 transform to each image on its own, so each draws its own parameters."""
-    return torch.stack([transform(image) for image in images])
+class ResizedCropFlip(nn.Module):
+    """:func:`random_resized_crop_flip` as a module."""
+
+    def __init__(self, scale: tuple[float, float]) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return random_resized_crop_flip(images, self.scale)
 
 
 class BatchAugment(nn.Module):
@@ -95,19 +129,19 @@ class BatchAugment(nn.Module):
         self.num_classes = num_classes
         self.to_float = v2.ToDtype(torch.float32, scale=True)
         self.normalize = v2.Normalize(list(mean), list(std))
-        self.uint8_per_image: nn.Module | None = None
-        self.float_per_image: nn.Module | None = None
+        self.crop_flip = preset in ("standard", "medium", "heavy")
+        self.before_normalize: nn.Module | None = None  # on floats in [0, 1]
+        self.after_normalize: nn.Module | None = None
         self.batch_mix: nn.Module | None = None
         if preset == "seed":
-            self.uint8_per_image = v2.Compose([
-                v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), antialias=True),
-                v2.ColorJitter(brightness=0.4, contrast=0.4),
-                v2.RandomApply([v2.GaussianBlur(3)], p=0.3),
-                v2.RandomHorizontalFlip(),
-            ])
+            self.before_normalize = nn.Sequential(
+                ResizedCropFlip(scale=(0.8, 1.0)),
+                K.ColorJitter(brightness=0.4, contrast=0.4),
+                K.RandomGaussianBlur(3, sigma=(0.1, 2.0), p=0.3),
+            )
         if preset in ("medium", "heavy"):
-            self.uint8_per_image = v2.RandomRotation(10)
-            self.float_per_image = v2.RandomErasing(p=0.5, scale=(0.02, 0.2), value=0)
+            self.before_normalize = K.RandomRotation(10.0, resample="nearest", p=1.0)
+            self.after_normalize = K.RandomErasing(scale=(0.02, 0.2), value=0.0, p=0.5)
         if preset == "heavy":
             self.batch_mix = v2.RandomChoice([
                 v2.CutMix(num_classes=num_classes), v2.MixUp(num_classes=num_classes)
@@ -126,13 +160,14 @@ class BatchAugment(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not train or self.preset == "none":
             return self.prepare(images), labels
-        if self.preset != "seed":
+        if self.crop_flip:
             images = random_crop_flip(images, padding=4)
-        if self.uint8_per_image is not None:
-            images = per_image(self.uint8_per_image, images)
-        images = self.prepare(images)
-        if self.float_per_image is not None:
-            images = per_image(self.float_per_image, images)
+        images = self.to_float(images)
+        if self.before_normalize is not None:
+            images = self.before_normalize(images)
+        images = self.normalize(images)
+        if self.after_normalize is not None:
+            images = self.after_normalize(images)
         if self.batch_mix is not None:
             images, labels = self.batch_mix(images, labels)
         return images, labels
