@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from torch import nn
@@ -143,8 +144,29 @@ def test_the_hand_rolled_warmup_never_decays_and_the_projects_schedule_does():
     assert max(wrapper) < 0.2 and wrapper[-1] == wrapper[15]  # never the peak, never a decay
 
 
-# ------------------------------------------------------------------- the pipeline, via the CLI
+# ------------------------------------------------- the pipeline, in a session and via the CLI
 DIVERGE = "ablation.studies.warmup_lr_norm.variants.cold_none.training.lr=1000"
+
+
+def nested(dotted: str) -> dict:
+    """``a.b=1,c.d=x`` (as --params takes it) -> {"a": {"b": 1}, "c": {"d": "x"}}."""
+    tree: dict = {}
+    for item in dotted.split(","):
+        key, value = item.split("=")
+        *path, last = key.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    return tree
+
+
+def run_study(project, params: str = DIVERGE, **run_args) -> None:
+    """``kedro run --env smoke --pipelines ablation --params <params> ...``, in this process."""
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=run_args.pop("env", "smoke"),
+                             runtime_params=nested(params)) as session:
+        session.run(pipeline_names=["ablation"], **run_args)
 
 
 def newest(project, name):
@@ -157,15 +179,15 @@ def versions(project, namespace):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """The smoke study, run once through the CLI, with one variant made to diverge."""
+    """The smoke study, run once, with one variant made to diverge."""
     project = make_project(tmp_path_factory.mktemp("ablation") / "project")
-    kedro(project, "run", "--env", "smoke", "--pipelines", "ablation", "--params", DIVERGE)
+    run_study(project)
     return project
 
 
 def test_the_smoke_study_records_every_run_with_a_verdict_and_a_report(study):
     results, summary = newest(study, "ablation_results"), newest(study, "ablation_summary")
-    assert len(results) == 16 and summary["runs"] == 16
+    assert len(results) == 24 and summary["runs"] == 24
     assert set(summary["studies"]) == {"activation_lr", "warmup_lr_norm"}
     for verdict in summary["studies"].values():
         assert verdict["verdict"] in ("supported", "contradicted", "inconclusive")
@@ -205,8 +227,7 @@ def test_namespaces_reruns_one_variant_only(study_copy):
     one = "ablation.activation_lr.relu_lr_low.seed_1"
     before = {ns.name: len(versions(study_copy, ns.name.removesuffix(".json")))
               for ns in (study_copy / "data/07_model_output/ablation").iterdir()}
-    kedro(study_copy, "run", "--env", "smoke", "--pipelines", "ablation", "--namespaces", one,
-          "--params", DIVERGE)
+    run_study(study_copy, namespaces=[one])
     after = {ns.name: len(versions(study_copy, ns.name.removesuffix(".json")))
              for ns in (study_copy / "data/07_model_output/ablation").iterdir()}
     assert {k for k in after if after[k] != before[k]} == {f"{one}.json"}
@@ -215,14 +236,13 @@ def test_namespaces_reruns_one_variant_only(study_copy):
 def test_only_missing_outputs_trains_just_a_new_variant_and_refreshes_the_summary(study_copy):
     added = "ablation.studies.activation_lr.variants.gelu_lr_low.model.activation=gelu"
     first_summary = newest(study_copy, "ablation_summary")
-    kedro(study_copy, "run", "--env", "smoke", "--pipelines", "ablation", "--only-missing-outputs",
-          "--params", f"{DIVERGE},{added}")
+    run_study(study_copy, f"{DIVERGE},{added}", only_missing_outputs=True)
     ran = [row["node"] for row in newest(study_copy, "run_profile")["nodes"]]
     trained = {name for name in ran if name.endswith("train_and_evaluate_run")}
     assert trained == {f"ablation.activation_lr.gelu_lr_low.seed_{s}.train_and_evaluate_run" for s in (0, 1)}
     assert "split_train_val" not in ran and "build_ablation_report" in ran
     summary = newest(study_copy, "ablation_summary")
-    assert summary["runs"] == 18 != first_summary["runs"]
+    assert summary["runs"] == 26 != first_summary["runs"]
     gelu = summary["studies"]["activation_lr"]["variants"]["gelu_lr_low"]
     assert gelu["runs"] == 2 and gelu["dead_unit_fraction"]["n"] == 0  # GELU is never exactly off
 
@@ -241,9 +261,8 @@ def test_a_duplicate_variant_name_in_the_yaml_is_refused(study_copy):
     env.mkdir()
     (env / "parameters_ablation.yml").write_text(
         "ablation:\n  studies:\n    amp:\n      variants:\n        bf16: {}\n        bf16: {}\n")
-    result = kedro(study_copy, "run", "--env", "dup", "--pipelines", "ablation", check=False)
-    assert result.returncode != 0
-    assert "duplicate key bf16" in (result.stdout + result.stderr).replace("\n", " ")
+    with pytest.raises(Exception, match="found duplicate key bf16"):
+        run_study(study_copy, env="dup")
 
 
 def test_without_valid_studies_the_session_refuses_naming_the_key(project):
@@ -254,3 +273,23 @@ def test_without_valid_studies_the_session_refuses_naming_the_key(project):
     with KedroSession.create(project_path=project, env="nostudy") as session, \
             pytest.raises(Exception, match=r"ablation.seeds=\[\]"):
         session.run(pipeline_names=["ablation"])
+
+
+def test_the_comparison_report_links_the_newest_ablation_report(tmp_path):
+    from kedro.io import DatasetError
+
+    from simple_cnn.datasets import NewestVersionDataset
+    from simple_cnn.report import _ablation_paragraph
+
+    target = tmp_path / "08_reporting" / "ablation_report.html"
+    link = NewestVersionDataset(filepath=str(target))
+    assert link.load() is None and link.exists()
+    assert "kedro run --pipelines ablation" in _ablation_paragraph(None)
+    for version in ("2026-11-29T06.00.00.000Z", "2026-11-29T07.00.00.000Z"):
+        (target / version).mkdir(parents=True)
+        (target / version / "ablation_report.html").write_text("<html></html>")
+    assert link.load() == "ablation_report.html/2026-11-29T07.00.00.000Z/ablation_report.html"
+    assert 'href="../../ablation_report.html/2026-11-29T07.00.00.000Z/ablation_report.html"' in \
+        _ablation_paragraph(link.load())
+    with pytest.raises(DatasetError, match="read-only"):
+        link.save("x")

@@ -257,7 +257,7 @@ def test_max_steps_shorter_than_the_warmup_is_refused_at_once():
 
 def test_a_diverged_run_carries_its_step_lr_and_layer(tmp_path):
     with pytest.raises(NonFiniteLossError) as error:
-        train(tmp_path, model={**MODEL, "norm": "none"}, lr=1e6, warmup=0)
+        train(tmp_path, model={**MODEL, "norm": "none"}, lr=1e6, warmup=0, scheduler="constant")
     details = error.value.details
     assert details["lr"] == pytest.approx(1e6) and details["step"] >= 1
     assert details["layer"] and len(details["lr_per_step"]) == details["step"]

@@ -88,13 +88,24 @@ def reading(svm: dict[str, Any], cnn: dict[str, Any], history: dict[str, Any],
     return lines
 
 
+def _ablation_paragraph(link: str | None) -> str:
+    if link is None:
+        return ("No ablation study has been run yet: <code>kedro run --pipelines ablation</code> "
+                "measures each claim about norms, activations, augmentation, warmup, AMP, dropout "
+                "and L2 over seeds, with a verdict.")
+    return (f'What each claim about the CNN looks like measured over seeds: <a href="../../'
+            f'{html.escape(link)}">the newest ablation report</a> ({html.escape(link)}).')
+
+
 def comparison_html(
     svm: dict[str, Any],
     cnn: dict[str, Any],
     history: dict[str, Any],
     class_names: Sequence[str],
+    ablation_report: str | None = None,
 ) -> str:
-    """The whole report as one HTML string with every figure embedded as PNG."""
+    """The whole report as one HTML string with every figure embedded as PNG. ``ablation_report``:
+    the newest ablation report's path relative to this report's layer folder, linked if given."""
     figures = {
         "Test scores, overall and per class": comparison_figure(svm, cnn, class_names),
         "Confusion matrices (rows: true class)": confusion_figure(svm, cnn, class_names),
@@ -132,6 +143,8 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 <ul>
 {text}
 </ul>
+<h2>The ablation study</h2>
+<p>{_ablation_paragraph(ablation_report)}</p>
 <h2>Figures</h2>
 {images}
 </body></html>

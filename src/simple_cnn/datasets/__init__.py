@@ -5,9 +5,11 @@ from simple_cnn.datasets.sources import (
     CheckpointFileDataset,
     Cifar10ArchiveDataset,
     ImageFolderDataset,
+    NewestVersionDataset,
 )
 from simple_cnn.datasets.torch_model_dataset import TorchStateDictDataset
 
 __all__ = [
     "CheckpointFileDataset",
-    "Cifar10ArchiveDataset", "ImageFolderDataset", "NumpyDataset", "TorchStateDictDataset"]
+    "Cifar10ArchiveDataset", "ImageFolderDataset", "NewestVersionDataset", "NumpyDataset",
+    "TorchStateDictDataset"]

@@ -79,3 +79,26 @@ class CheckpointFileDataset(_LocationDataset):
 
     def load(self) -> Path:
         return Path(self._path)
+
+
+class NewestVersionDataset(AbstractDataset):
+    """Read-only: where the newest saved version of a versioned file is, as a path relative to
+    its layer folder (``ablation_report.html/<version>/ablation_report.html``), or ``None``
+    when none is saved. Lets one report link to another without reading it."""
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> str | None:
+        saved = sorted(p for p in self._path.glob(f"*/{self._path.name}") if p.is_file())
+        return saved[-1].relative_to(self._path.parent).as_posix() if saved else None
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"{type(self).__name__} is read-only: it points at {self._path}.")
+
+    def _exists(self) -> bool:
+        return True  # "nothing saved yet" is a valid answer (None)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._path)}

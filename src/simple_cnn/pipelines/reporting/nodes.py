@@ -28,6 +28,9 @@ def build_comparison_report(
     cnn_test_metrics: dict[str, Any],
     cnn_training_history: dict[str, Any],
     class_names: list[str],
+    ablation_report_link: str | None,
 ) -> str:
-    """A self-contained HTML page: headline table, plain-language reading, every figure."""
-    return comparison_html(svm_test_metrics, cnn_test_metrics, cnn_training_history, class_names)
+    """A self-contained HTML page: headline table, plain-language reading, every figure, and a
+    link to the newest ablation report when there is one."""
+    return comparison_html(svm_test_metrics, cnn_test_metrics, cnn_training_history, class_names,
+                           ablation_report_link)
