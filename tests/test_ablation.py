@@ -293,3 +293,27 @@ def test_the_comparison_report_links_the_newest_ablation_report(tmp_path):
         _ablation_paragraph(link.load())
     with pytest.raises(DatasetError, match="read-only"):
         link.save("x")
+
+
+def test_figures_and_report_show_the_measured_numbers():
+    from simple_cnn.ablation import figures
+    from simple_cnn.ablation.report import ablation_html
+
+    def row(preset, fraction, seed, accuracy):
+        return {**record(f"{preset}_{int(fraction * 10)}", accuracy, seed), "study": "aug", "n_train": int(fraction * 1000),
+                "factors": {"augmentation.preset": preset, "training.fraction": fraction}}
+
+    rows = [row(p, f, s, 0.4 + 0.1 * i + 0.01 * s) for i, (p, f) in enumerate(
+        [("none", 0.1), ("heavy", 0.1), ("none", 1.0), ("heavy", 1.0)]) for s in (0, 1)]
+    texts = [t.get_text() for t in figures.augmentation_heatmap(rows).axes[0].texts]
+    assert sorted(texts) == ["40.5%", "50.5% *", "60.5%", "70.5% *"]
+    absent = figures.accuracy_vs_batch_size(rows).axes[0].texts[0].get_text()
+    assert absent.startswith("No study in this run varies model.norm and training.batch_size")
+    params = AblationParams.model_validate({"studies": {"aug": {
+        "claim": "heavy beats none", "test": {"better": "heavy_1", "than": "none_1"},
+        "variants": {r["variant"]: {} for r in rows}}}})
+    summary = summarise(rows, params)
+    assert summary["studies"]["aug"]["verdict"] == "supported"
+    html = ablation_html(summary, {"max_steps": 200}, {})
+    assert "heavy beats none" in html and "The numbers support the claim" in html
+    assert "50.5% ± 0.7%" in html and "max steps: 200" in html

@@ -53,21 +53,25 @@ def _varying(records: Records, *keys: str) -> Records:
     return []
 
 
-def _absent(fig: Figure, ax, *keys: str) -> Figure:
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, "No study in this run varies " + " and ".join(keys) +
-            "\n(see conf/base/parameters_ablation.yml)", ha="center", va="center")
-    return fig
+def _panel(records: Records, figsize: tuple[float, float], *keys: str, finished: bool = True):
+    """A one-axes figure and the runs of the study that varies ``keys`` (only the finished
+    ones if ``finished``); with no such study the panel says so and the runs are empty."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.subplots()
+    runs = [r for r in _varying(records, *keys) if not (finished and r["diverged"])]
+    if not runs:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "No study in this run varies " + " and ".join(keys) +
+                "\n(see conf/base/parameters_ablation.yml)", ha="center", va="center")
+    return fig, ax, runs
 
 
 def augmentation_heatmap(records: Records) -> Figure:
     """Mean test accuracy per augmentation preset x training-set fraction."""
-    fig = Figure(figsize=(6, 3.8), layout="constrained")
-    ax = fig.subplots()
     keys = ("augmentation.preset", "training.fraction")
-    runs = [r for r in _varying(records, *keys) if not r["diverged"]]
+    fig, ax, runs = _panel(records, (6, 3.8), *keys)
     if not runs:
-        return _absent(fig, ax, *keys)
+        return fig
     presets = list(dict.fromkeys(r["factors"][keys[0]] for r in runs))
     fractions = sorted({r["factors"][keys[1]] for r in runs})
     cells = defaultdict(list)
@@ -93,11 +97,10 @@ def augmentation_heatmap(records: Records) -> Figure:
 
 def dead_units_by_layer(records: Records) -> Figure:
     """Fraction of channels that never fire on the validation images, per layer, by activation."""
-    fig = Figure(figsize=(6, 3.4), layout="constrained")
-    ax = fig.subplots()
-    runs = [r for r in _varying(records, "model.activation") if not r["diverged"] and r["dead_units"]]
+    fig, ax, runs = _panel(records, (6, 3.4), "model.activation")
+    runs = [r for r in runs if r["dead_units"]]
     if not runs:
-        return _absent(fig, ax, "model.activation")
+        return fig
     groups = defaultdict(list)
     for r in runs:
         groups[r["variant"]].append(r["dead_units"])
@@ -115,12 +118,10 @@ def dead_units_by_layer(records: Records) -> Figure:
 
 def accuracy_vs_batch_size(records: Records) -> Figure:
     """Mean test accuracy against batch size, one line per normalisation."""
-    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
-    ax = fig.subplots()
     keys = ("model.norm", "training.batch_size")
-    runs = [r for r in _varying(records, *keys) if not r["diverged"]]
+    fig, ax, runs = _panel(records, (5.5, 3.4), *keys)
     if not runs:
-        return _absent(fig, ax, *keys)
+        return fig
     for norm in dict.fromkeys(r["factors"][keys[0]] for r in runs):
         sizes = sorted({r["factors"][keys[1]] for r in runs if r["factors"][keys[0]] == norm})
         values = [[r["test_accuracy"] for r in runs if r["factors"][keys[0]] == norm
@@ -137,11 +138,9 @@ def accuracy_vs_batch_size(records: Records) -> Figure:
 
 def warmup_lr_traces(records: Records) -> Figure:
     """The LR of each warmup variant per step (first seed), diverged runs marked where they stopped."""
-    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
-    ax = fig.subplots()
-    runs = _varying(records, "training.warmup")
+    fig, ax, runs = _panel(records, (6.5, 3.6), "training.warmup", finished=False)
     if not runs:
-        return _absent(fig, ax, "training.warmup")
+        return fig
     first_seed = min(r["seed"] for r in runs)
     for r in runs:
         if r["seed"] != first_seed:
