@@ -11,6 +11,17 @@ from torch import nn
 from simple_cnn.errors import NonFiniteLossError  # noqa: F401 - raised by the loop, re-exported
 
 
+def non_finite_message(loss: float, epoch: int, step: int, steps_per_epoch: int, global_step: int,
+                       lr: float, where: str, checkpoint_path: object, last_epoch: int) -> str:
+    """What the NaN trap tells the user: when, at what LR, where, and what is kept."""
+    last_good = (f"{checkpoint_path} (epoch {last_epoch})" if last_epoch
+                 else "none yet (the failure came in the first epoch)")
+    return (f"Loss became {loss} at epoch {epoch}, step {step}/{steps_per_epoch} (global step "
+            f"{global_step}) with lr {lr:.4g}. First non-finite: {where}. Training stopped; the "
+            f"last good checkpoint is {last_good}. Try a lower cnn.training.lr, a longer warmup, "
+            "a normalisation layer (cnn.model.norm), or amp: off.")
+
+
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
 

@@ -31,7 +31,11 @@ from simple_cnn.training.checkpoint import (
     save_checkpoint,
 )
 from simple_cnn.training.config import TrainConfig, resolve_amp, resolve_device
-from simple_cnn.training.diagnostics import NonFiniteLossError, first_non_finite_layer
+from simple_cnn.training.diagnostics import (
+    NonFiniteLossError,
+    first_non_finite_layer,
+    non_finite_message,
+)
 from simple_cnn.training.schedule import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -157,152 +161,216 @@ def _warn_small_batch_norm(model: nn.Module, batch_size: int) -> None:
             "its own), or a batch of 16 or more.", batch_size, batch_size)
 
 
+@dataclass
+class _Run:
+    """One training run's parts: what each epoch, evaluation and checkpoint works with."""
+
+    model: nn.Module
+    step_model: nn.Module  # the compiled model when config.compile, else ``model``
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    augment: BatchAugment
+    config: TrainConfig
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    checkpoint_path: Path
+    state: _State = field(default_factory=_State)
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps of ``epoch`` (with ``max_steps`` the last epoch is cut short)."""
+        return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
+
+
 def _fit(model, train_images, train_labels, val_images, val_labels, augment, config,
          checkpoint_path: Path, model_config: dict[str, Any], on_epoch_end) -> FitResult:
     device = resolve_device(config.device)
     amp_dtype = resolve_amp(config.amp, device)
     steps_per_epoch = config.steps_per_epoch(len(train_images))
     config.check_schedule(steps_per_epoch)
-    total_steps, epochs = config.total_steps(steps_per_epoch), config.num_epochs(steps_per_epoch)
     _warn_small_batch_norm(model, config.batch_size)
     signature = run_signature(config, augment.preset, train_images, train_labels)
     checkpoint = load_checkpoint(checkpoint_path, model_config, signature) if config.resume else None
-
-    torch.manual_seed(config.seed)
-    model = model.to(device).to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    autocast = autocast_factory(device, amp_dtype)
-    step_model = torch.compile(model) if config.compile else model
-
-    state = _State()
+    run = _build(model, augment, config, device, amp_dtype, steps_per_epoch, checkpoint_path)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        state = _State(**checkpoint["state"])
-        _set_rng_state(checkpoint["rng"])
-        logger.info("Resumed from %s after epoch %d.", checkpoint_path, state.epoch)
-
-    images = to_device_images(train_images, device)
-    labels = torch.from_numpy(np.asarray(train_labels, dtype=np.int64)).to(device)
-    val_x = to_device_images(val_images, device)
-    val_y = torch.from_numpy(np.asarray(val_labels, dtype=np.int64)).to(device)
+        _restore(run, checkpoint)
+    images, labels = to_device_images(train_images, device), _labels(train_labels, device)
+    val_x, val_y = to_device_images(val_images, device), _labels(val_labels, device)
     logger.info(
         "Training on %s (AMP %s): %d images, %d steps/epoch, %d epochs (%d steps), augmentation %s.",
-        device, amp_name(amp_dtype), len(images), steps_per_epoch, epochs, total_steps, augment.preset,
+        device, amp_name(amp_dtype), len(images), steps_per_epoch, run.epochs, run.total_steps,
+        augment.preset,
     )
-
-    from tqdm.auto import tqdm
-
-    show_bar = config.progress_bar and sys.stderr.isatty()
-    for epoch in range(state.epoch + 1, epochs + 1):
-        n_steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
-        model.train()
-        started = time.perf_counter()
-        order = torch.randperm(len(images), device=device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        skipped = 0
-        bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{epochs}",
-                   disable=not show_bar, leave=False, unit="step")
-        for step in bar:
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x, y = augment(images[index], labels[index])
-            x = x.contiguous(memory_format=torch.channels_last)
-            lr = optimizer.param_groups[0]["lr"]
-            with autocast():
-                logits = step_model(x)
-                loss = loss_fn(logits, y)
-            if not torch.isfinite(loss):
-                where = first_non_finite_layer(model, x, y, loss_fn, autocast)
-                last_good = (f"{checkpoint_path} (epoch {state.epoch})" if state.epoch
-                             else "none yet (the failure came in the first epoch)")
-                global_step = (epoch - 1) * steps_per_epoch + step + 1
-                raise NonFiniteLossError(
-                    f"Loss became {loss.item()} at epoch {epoch}, step {step + 1}/"
-                    f"{steps_per_epoch} (global step {global_step}) "
-                    f"with lr {lr:.4g}. First non-finite: {where}. Training stopped; the last "
-                    f"good checkpoint is {last_good}. Try a lower cnn.training.lr, a longer "
-                    "warmup, a normalisation layer (cnn.model.norm), or amp: off.",
-                    epoch=epoch, step=global_step, lr=lr, layer=where,
-                    lr_per_step=[*state.history["lr_per_step"], lr],
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scale_before = scaler.get_scale() if scaler.is_enabled() else None
-            scaler.step(optimizer)
-            scaler.update()
-            if scale_before is not None and scaler.get_scale() < scale_before:
-                skipped += 1  # inf/NaN gradients: GradScaler skipped this optimiser step
-            scheduler.step()
-            state.history["lr_per_step"].append(lr)
-            with torch.no_grad():
-                loss_sum += loss.detach().float()
-                hard = y if y.ndim == 1 else y.argmax(1)
-                correct += (logits.argmax(1) == hard).sum()
-            if show_bar and step % 20 == 0:
-                seen = (step + 1) * config.batch_size
-                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}",
-                                lr=f"{lr:.3g}",
-                                img_s=f"{seen / (time.perf_counter() - started):.0f}")
-        bar.close()
-        seconds = time.perf_counter() - started
-
-        val_loss = val_accuracy = math.nan  # no validation split: keep the last epoch
-        if len(val_y):
-            val_logits = predict_logits(model, val_x, augment, autocast)
-            val_loss = nn.functional.cross_entropy(val_logits, val_y).item()
-            val_accuracy = (val_logits.argmax(1) == val_y).float().mean().item()
-        n_seen = n_steps * config.batch_size
-        row = {
-            "epoch": epoch, "train_loss": loss_sum.item() / n_steps,
-            "train_accuracy": correct.item() / n_seen, "val_loss": val_loss,
-            "val_accuracy": val_accuracy, "lr": optimizer.param_groups[0]["lr"],
-            "seconds": seconds, "images_per_second": n_seen / seconds, "skipped_steps": skipped,
-        }
-        for key, value in row.items():
-            state.history[key].append(value)
-        logger.info(
-            "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  lr %.3g  %.1fs  "
-            "%.0f img/s%s", epoch, epochs, row["train_loss"], row["train_accuracy"],
-            val_loss, val_accuracy, row["lr"], seconds, row["images_per_second"],
-            f"  skipped {skipped}" if skipped else "",
-        )
-
-        state.epoch = epoch
-        score = val_accuracy if len(val_y) else epoch
-        if score > state.best_accuracy:
-            state.best_accuracy, state.best_epoch = score, epoch
-            state.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            state.epochs_without_improvement = 0
-        else:
-            state.epochs_without_improvement += 1
-        stop = 0 < config.early_stopping_patience <= state.epochs_without_improvement
-        state.finished = stop or epoch == epochs
-        save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": _rng_state(), "state": asdict(state), "model_config": model_config,
-            "signature": signature,
-        })
+    for epoch in range(run.state.epoch + 1, run.epochs + 1):
+        row = train_one_epoch(run, epoch, images, labels)
+        row.update(evaluate(run, val_x, val_y))
+        _record(run, row)
+        stop = _update_best(run, epoch, row["val_accuracy"], has_val=len(val_y) > 0)
+        _checkpoint(run, model_config, signature)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if stop:
             logger.info("Early stopping after epoch %d: val accuracy has not improved for %d "
-                        "epochs (best %.4f at epoch %d).", epoch, state.epochs_without_improvement,
-                        state.best_accuracy, state.best_epoch)
+                        "epochs (best %.4f at epoch %d).", epoch, run.state.epochs_without_improvement,
+                        run.state.best_accuracy, run.state.best_epoch)
             break
+    return _result(run, has_val=len(val_labels) > 0, device=device, amp_dtype=amp_dtype)
 
+
+def _checkpoint(run: _Run, model_config: dict[str, Any], signature: dict[str, Any]) -> None:
+    """Everything a resumed run needs, written atomically to the run's checkpoint."""
+    save_checkpoint(run.checkpoint_path, {
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+        "rng": _rng_state(), "state": asdict(run.state), "model_config": model_config,
+        "signature": signature,
+    })
+
+
+def _labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+
+
+def _build(model, augment, config, device, amp_dtype, steps_per_epoch, checkpoint_path) -> _Run:
+    """Seed, move the model, and make its optimiser, schedule, scaler, loss and autocast."""
+    torch.manual_seed(config.seed)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    return _Run(
+        model=model, step_model=torch.compile(model) if config.compile else model,
+        optimizer=optimizer, scheduler=build_scheduler(optimizer, config, steps_per_epoch),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        autocast=autocast_factory(device, amp_dtype), augment=augment, config=config,
+        steps_per_epoch=steps_per_epoch, total_steps=config.total_steps(steps_per_epoch),
+        epochs=config.num_epochs(steps_per_epoch), checkpoint_path=checkpoint_path,
+    )
+
+
+def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
+    """Continue where ``checkpoint`` ended: weights, optimiser, schedule, scaler, RNG, history."""
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.scaler.load_state_dict(checkpoint["scaler"])
+    run.state = _State(**checkpoint["state"])
+    _set_rng_state(checkpoint["rng"])
+    logger.info("Resumed from %s after epoch %d.", run.checkpoint_path, run.state.epoch)
+
+
+def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """One pass over a fresh permutation of the training images; the epoch's row of history."""
+    from tqdm.auto import tqdm
+
+    config, n_steps = run.config, run.steps_in(epoch)
+    run.model.train()
+    started = time.perf_counter()
+    order = torch.randperm(len(images), device=images.device)
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device)
+    skipped = 0
+    show_bar = config.progress_bar and sys.stderr.isatty()
+    bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{run.epochs}", disable=not show_bar,
+               leave=False, unit="step")
+    for step in bar:
+        index = order[step * config.batch_size : (step + 1) * config.batch_size]
+        x, y = run.augment(images[index], labels[index])
+        x = x.contiguous(memory_format=torch.channels_last)
+        lr = run.optimizer.param_groups[0]["lr"]
+        with run.autocast():
+            logits = run.step_model(x)
+            loss = run.loss_fn(logits, y)
+        if not torch.isfinite(loss):
+            raise _non_finite(run, epoch, step, lr, loss, x, y)
+        skipped += _optimiser_step(run, loss)
+        run.state.history["lr_per_step"].append(lr)
+        with torch.no_grad():
+            loss_sum += loss.detach().float()
+            hard = y if y.ndim == 1 else y.argmax(1)
+            correct += (logits.argmax(1) == hard).sum()
+        if show_bar and step % 20 == 0:
+            seen = (step + 1) * config.batch_size
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}",
+                            lr=f"{lr:.3g}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    bar.close()
+    seconds = time.perf_counter() - started
+    n_seen = n_steps * config.batch_size
+    return {"epoch": epoch, "train_loss": loss_sum.item() / n_steps,
+            "train_accuracy": correct.item() / n_seen, "lr": run.optimizer.param_groups[0]["lr"],
+            "seconds": seconds, "images_per_second": n_seen / seconds, "skipped_steps": skipped}
+
+
+def _optimiser_step(run: _Run, loss: torch.Tensor) -> int:
+    """Backward, step and schedule; 1 if GradScaler skipped the step (inf/NaN gradients)."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    scale_before = run.scaler.get_scale() if run.scaler.is_enabled() else None
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return int(scale_before is not None and run.scaler.get_scale() < scale_before)
+
+
+def _non_finite(run: _Run, epoch: int, step: int, lr: float, loss: torch.Tensor,
+                x: torch.Tensor, y: torch.Tensor) -> NonFiniteLossError:
+    """The NaN trap's error: when, at what LR, the first non-finite layer, the last good checkpoint."""
+    where = first_non_finite_layer(run.model, x, y, run.loss_fn, run.autocast)
+    global_step = (epoch - 1) * run.steps_per_epoch + step + 1
+    return NonFiniteLossError(
+        non_finite_message(loss.item(), epoch, step + 1, run.steps_per_epoch, global_step, lr,
+                           where, run.checkpoint_path, run.state.epoch),
+        epoch=epoch, step=global_step, lr=lr, layer=where,
+        lr_per_step=[*run.state.history["lr_per_step"], lr],
+    )
+
+
+def evaluate(run: _Run, val_x: torch.Tensor, val_y: torch.Tensor) -> dict[str, float]:
+    """Validation loss and accuracy (NaN without a validation split)."""
+    if not len(val_y):
+        return {"val_loss": math.nan, "val_accuracy": math.nan}
+    logits = predict_logits(run.model, val_x, run.augment, run.autocast)
+    return {"val_loss": nn.functional.cross_entropy(logits, val_y).item(),
+            "val_accuracy": (logits.argmax(1) == val_y).float().mean().item()}
+
+
+def _record(run: _Run, row: dict[str, Any]) -> None:
+    """Append the epoch's row to the history and log it."""
+    for key, value in row.items():
+        run.state.history[key].append(value)
+    logger.info(
+        "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  lr %.3g  %.1fs  %.0f img/s%s",
+        row["epoch"], run.epochs, row["train_loss"], row["train_accuracy"], row["val_loss"],
+        row["val_accuracy"], row["lr"], row["seconds"], row["images_per_second"],
+        f"  skipped {row['skipped_steps']}" if row["skipped_steps"] else "",
+    )
+
+
+def _update_best(run: _Run, epoch: int, val_accuracy: float, has_val: bool) -> bool:
+    """Keep the best epoch's weights (the last epoch without a validation split); True to stop."""
+    state = run.state
+    state.epoch = epoch
+    score = val_accuracy if has_val else epoch
+    if score > state.best_accuracy:
+        state.best_accuracy, state.best_epoch = score, epoch
+        state.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+        state.epochs_without_improvement = 0
+    else:
+        state.epochs_without_improvement += 1
+    stop = 0 < run.config.early_stopping_patience <= state.epochs_without_improvement
+    state.finished = stop or epoch == run.epochs
+    return stop
+
+
+def _result(run: _Run, has_val: bool, device: torch.device, amp_dtype) -> FitResult:
+    state = run.state
     history = copy.deepcopy(state.history)
-    has_val = len(val_labels) > 0  # without a validation split the last epoch is kept
     history.update(best_epoch=state.best_epoch,
                    best_val_accuracy=state.best_accuracy if has_val else None,
                    train_seconds=float(sum(history["seconds"])),
-                   steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                   warmup_steps=config.warmup_steps(steps_per_epoch))
+                   steps_per_epoch=run.steps_per_epoch, total_steps=run.total_steps,
+                   warmup_steps=run.config.warmup_steps(run.steps_per_epoch))
     return FitResult(best_state=state.best_state, history=history, device=str(device),
                      amp=amp_name(amp_dtype))
