@@ -60,7 +60,8 @@ def test_a_run_merges_cnn_base_study_and_variant_then_seed_and_budget():
     ({"studies": {"norm": {**STUDY, "variants": {}}}}, r"ablation.studies.norm.variants=\{\}: .*at least 1 item"),
     ({"studies": {"norm": {**STUDY, "test": {"better": "c", "than": "a"}}}},
      r"ablation.studies.norm.test.better='c' is not a variant of this study; choose one of: a, b"),
-    ({"studies": {"Norm Study": STUDY}}, r"name 'Norm Study' must be lower-case"),
+    ({"studies": {"Norm Study": STUDY}}, r"name 'Norm Study' must be lower-case letters, digits and "
+     r"underscores, starting with a letter \(it becomes a Kedro namespace\)"),
     ({"studies": {"norm": {**STUDY, "variants": {"a": {"training": {"seed": 3}}, "b": {}}}}},
      r"ablation.studies.norm.variants.a.training.seed=3 is set by the study"),
     ({"studies_to_run": ["nrom"]}, r"ablation.studies_to_run=\['nrom'\] names no study; choose from: norm"),
@@ -82,6 +83,25 @@ def test_an_override_is_checked_against_the_cnn_parameters_naming_the_variant():
 
 def test_a_study_can_be_picked_by_name():
     assert ablation(studies_to_run="norm").runs() == ablation().runs()
+    two = ablation(studies={"norm": STUDY, "other": STUDY}, studies_to_run=["other"], seeds=[3])
+    assert [(r.study, r.variant, r.seed) for r in two.runs()] == [("other", "a", 3), ("other", "b", 3)]
+    assert len(ablation(studies={"norm": STUDY, "other": STUDY}).runs()) == 8
+
+
+def test_a_run_leaves_the_base_parameters_as_they_were_and_names_its_factors():
+    from simple_cnn.ablation.studies import factors
+
+    base = CnnParams().model_dump()
+    before = json.dumps(base, sort_keys=True)
+    params = ablation(studies={"norm": {**STUDY, "variants": {
+        "a": {"model": {"norm": "group", "num_groups": 4}, "training": {"lr": 0.3}}, "b": {}}}})
+    run_parameters(base, params, Run("norm", "a", 0))
+    assert json.dumps(base, sort_keys=True) == before
+    assert factors(params, Run("norm", "a", 0)) == {"model.norm": "group", "model.num_groups": 4,
+                                                    "training.lr": 0.3}
+    scalar = ablation(studies={"norm": {**STUDY, "variants": {"a": {"model": 3}, "b": {}}}})
+    with pytest.raises(ConfigError, match=r"ablation.studies.norm.variants.a.model=3"):
+        run_parameters(base, scalar, Run("norm", "a", 0))
 
 
 # ------------------------------------------------------------------------------ the verdict
@@ -101,6 +121,11 @@ def test_the_verdict_rule(a, b, verdict):
     summary = summarise(records, ablation())
     study = summary["studies"]["norm"]
     assert study["verdict"] == verdict
+    pooled = np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
+    assert study["difference"] == pytest.approx(np.mean(b) - np.mean(a))
+    assert study["threshold"] == pytest.approx(max(2 * pooled, 0.005))
+    assert (summary["seeds"], summary["max_steps"], summary["runs"]) == ([0, 1], 200, 4)
+    assert "max(2 x the pooled seed standard deviation, 0.005)" in summary["rule"]
     assert study["variants"]["b"]["test_accuracy"]["mean"] == pytest.approx(np.mean(b))
     assert study["variants"]["b"]["test_accuracy"]["std"] == pytest.approx(np.std(b, ddof=1))
 
@@ -110,8 +135,26 @@ def test_diverged_runs_count_for_divergence_and_not_for_accuracy():
     study = summarise(records, ablation())["studies"]["norm"]
     assert study["variants"]["a"]["n_diverged"] == 1 and study["variants"]["a"]["test_accuracy"]["n"] == 1
     assert study["verdict"] == "inconclusive" and "fewer than 2 finished runs (2 and 1)" in study["reason"]
+    assert study["variants"]["a"]["diverged"] == {"mean": 0.5, "std": pytest.approx(0.7071, abs=1e-4), "n": 2}
+    assert study["difference"] is None and study["threshold"] is None
     diverged = judge([0.0, 0.0], [1.0, 1.0], "diverged", ablation())  # lower is better
-    assert diverged["verdict"] == "supported"
+    assert diverged["verdict"] == "supported" and diverged["difference"] == pytest.approx(1.0)
+    assert judge([0.1, 0.1], [0.3, 0.3], "gap", ablation())["difference"] == pytest.approx(0.2)
+
+
+def test_a_difference_exactly_at_the_bound_is_inconclusive():
+    strict = ablation(min_difference=0.25)
+    assert judge([0.75, 0.75], [0.5, 0.5], "test_accuracy", strict)["verdict"] == "inconclusive"
+    assert judge([0.5, 0.5], [0.75, 0.75], "test_accuracy", strict)["verdict"] == "inconclusive"
+    assert judge([0.8, 0.8], [0.5, 0.5], "test_accuracy", strict)["verdict"] == "supported"
+
+
+def test_describe_over_no_one_and_two_seeds():
+    from simple_cnn.ablation.summary import describe
+
+    assert describe([]) == {"mean": None, "std": None, "n": 0}
+    assert describe([0.4]) == {"mean": 0.4, "std": 0.0, "n": 1}
+    assert describe([0.4, 0.6]) == {"mean": pytest.approx(0.5), "std": pytest.approx(0.1414, abs=1e-4), "n": 2}
 
 
 # ---------------------------------------------------------------------- the record's pieces
@@ -185,6 +228,7 @@ def study(tmp_path_factory):
     return project
 
 
+@pytest.mark.slow
 def test_the_smoke_study_records_every_run_with_a_verdict_and_a_report(study):
     results, summary = newest(study, "ablation_results"), newest(study, "ablation_summary")
     assert len(results) == 24 and summary["runs"] == 24
@@ -206,6 +250,7 @@ def test_the_smoke_study_records_every_run_with_a_verdict_and_a_report(study):
         assert list((study / "data/08_reporting").glob(f"{figure}.png/*/{figure}.png")), figure
 
 
+@pytest.mark.slow
 def test_a_diverged_variant_is_recorded_and_the_study_goes_on(study):
     results = newest(study, "ablation_results")
     diverged = [r for r in results if r["variant"] == "cold_none"]
@@ -223,6 +268,7 @@ def study_copy(study, tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_namespaces_reruns_one_variant_only(study_copy):
     one = "ablation.activation_lr.relu_lr_low.seed_1"
     before = {ns.name: len(versions(study_copy, ns.name.removesuffix(".json")))
@@ -233,6 +279,7 @@ def test_namespaces_reruns_one_variant_only(study_copy):
     assert {k for k in after if after[k] != before[k]} == {f"{one}.json"}
 
 
+@pytest.mark.slow
 def test_only_missing_outputs_trains_just_a_new_variant_and_refreshes_the_summary(study_copy):
     added = "ablation.studies.activation_lr.variants.gelu_lr_low.model.activation=gelu"
     first_summary = newest(study_copy, "ablation_summary")
@@ -247,6 +294,7 @@ def test_only_missing_outputs_trains_just_a_new_variant_and_refreshes_the_summar
     assert gelu["runs"] == 2 and gelu["dead_unit_fraction"]["n"] == 0  # GELU is never exactly off
 
 
+@pytest.mark.slow
 def test_an_unknown_override_key_stops_the_run_before_training(study_copy):
     result = kedro(study_copy, "run", "--env", "smoke", "--pipelines", "ablation", "--params",
                    "ablation.studies.warmup_lr_norm.variants.warm_none.training.lrr=1", check=False)
@@ -256,6 +304,7 @@ def test_an_unknown_override_key_stops_the_run_before_training(study_copy):
     assert "Running node" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_duplicate_variant_name_in_the_yaml_is_refused(study_copy):
     env = study_copy / "conf/dup"
     env.mkdir()
@@ -265,6 +314,7 @@ def test_a_duplicate_variant_name_in_the_yaml_is_refused(study_copy):
         run_study(study_copy, env="dup")
 
 
+@pytest.mark.slow
 def test_without_valid_studies_the_session_refuses_naming_the_key(project):
     env = project / "conf/nostudy"
     env.mkdir()

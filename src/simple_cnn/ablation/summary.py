@@ -86,9 +86,3 @@ def _factors(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """variant -> the keys it sets (for the tables and the figures' axes)."""
     return {r["variant"]: r["factors"] for r in records}
 
-
-def verdict_table(summary: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per claim: study, claim, metric, verdict (for the README and the report)."""
-    return [{"study": name, "claim": s["claim"], "metric": s["test"]["metric"],
-             "comparison": f"{s['test']['better']} vs {s['test']['than']}", "verdict": s["verdict"]}
-            for name, s in summary["studies"].items()]
