@@ -39,6 +39,10 @@ def test_base_and_smoke_studies_expand_to_valid_runs():
         assert len({r.namespace for r in runs}) == len(runs) > 0
         for run in runs:
             assert run_parameters(cnn, params, run).training.seed == run.seed
+    gpu = AblationParams.model_validate(raw_params("ablation", "gpu"))  # conf/gpu changes only the study
+    assert gpu.max_steps > 1000 and len(gpu.seeds) >= 5 and gpu.runs()
+    cnn = CnnParams.model_validate(raw_params("cnn", None)).model_dump()
+    assert all(run_parameters(cnn, gpu, run).training.device == "auto" for run in gpu.runs())
     base = AblationParams.model_validate(raw_params("ablation", None))
     assert len(base.seeds) >= 2 and {"norm_batch_size", "activation_lr", "augmentation_data",
                                      "warmup_lr_norm", "amp", "dropout_l2", "width_kernel"} <= set(base.studies)
