@@ -88,6 +88,12 @@ def reading(svm: dict[str, Any], cnn: dict[str, Any], history: dict[str, Any],
     return lines
 
 
+def figure_html(fig, title: str) -> str:
+    """A figure embedded as a PNG, with its caption: reports stay one self-contained file."""
+    return (f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
+            f'{plots.to_png_base64(fig)}"><figcaption>{html.escape(title)}</figcaption></figure>')
+
+
 def _ablation_paragraph(link: str | None) -> str:
     if link is None:
         return ("No ablation study has been run yet: <code>kedro run --pipelines ablation</code> "
@@ -118,10 +124,7 @@ def comparison_html(
         f"<tr><th>{html.escape(q)}</th><td>{html.escape(a)}</td><td>{html.escape(b)}</td></tr>"
         for q, a, b in headline_rows(svm, cnn))
     text = "\n".join(f"<li>{html.escape(line)}</li>" for line in reading(svm, cnn, history, class_names))
-    images = "\n".join(
-        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
-        f'{plots.to_png_base64(fig)}"><figcaption>{html.escape(title)}</figcaption></figure>'
-        for title, fig in figures.items())
+    images = "\n".join(figure_html(fig, title) for title, fig in figures.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Simple CNN: HOG + SVM vs CNN</title>

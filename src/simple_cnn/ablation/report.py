@@ -7,8 +7,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from simple_cnn import plots
 from simple_cnn.ablation.figures import study_accuracy
+from simple_cnn.report import figure_html
 
 COLUMNS = (("test_accuracy", "test accuracy", "{:.1%}"), ("macro_f1", "macro-F1", "{:.3f}"),
            ("gap", "train-val gap", "{:+.1%}"), ("dead_unit_fraction", "dead units", "{:.1%}"),
@@ -43,11 +43,6 @@ def study_table(study: dict[str, Any]) -> str:
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def _figure(fig: Figure, title: str) -> str:
-    return (f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
-            f'{plots.to_png_base64(fig)}"><figcaption>{html.escape(title)}</figcaption></figure>')
-
-
 def ablation_html(summary: dict[str, Any], budget: dict[str, Any], figures: dict[str, Figure]) -> str:
     """The report: budget and rule, the verdict table, a section per claim, then ``figures``."""
     verdicts = "".join(
@@ -56,10 +51,10 @@ def ablation_html(summary: dict[str, Any], budget: dict[str, Any], figures: dict
     sections = "".join(
         f"<section><h2>{html.escape(name)}</h2><p class='claim'>Claim: {html.escape(s['claim'])}</p>"
         f"<p><b>{html.escape(plain_verdict(name, s))}</b></p>{study_table(s)}"
-        f"{_figure(study_accuracy(summary, [name]), name)}</section>"
+        f"{figure_html(study_accuracy(summary, [name]), name)}</section>"
         for name, s in summary["studies"].items())
     budget_text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in budget.items())
-    images = "".join(_figure(fig, title) for title, fig in figures.items())
+    images = "".join(figure_html(fig, title) for title, fig in figures.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Simple CNN: ablation study</title>

@@ -30,7 +30,6 @@ METRICS: dict[str, Literal["higher", "lower"]] = {
 }
 Metric = Literal["test_accuracy", "macro_f1", "val_accuracy", "gap", "dead_unit_fraction",
                  "diverged", "train_seconds", "images_per_second"]
-Seed = Field(ge=SEED_RANGE[0], le=SEED_RANGE[1])
 
 
 class Comparison(Model):

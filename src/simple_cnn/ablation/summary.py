@@ -20,8 +20,6 @@ import numpy as np
 
 from simple_cnn.ablation.studies import METRICS, AblationParams
 
-VERDICTS = ("supported", "contradicted", "inconclusive")
-
 
 def verdict_rule(ablation: AblationParams) -> str:
     return (f"A claim is supported when the mean difference in the claimed direction exceeds "

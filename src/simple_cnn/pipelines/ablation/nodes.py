@@ -15,10 +15,9 @@ from simple_cnn.ablation import figures
 from simple_cnn.ablation.report import ablation_html
 from simple_cnn.ablation.studies import AblationParams, Run, factors, run_parameters
 from simple_cnn.ablation.summary import summarise
-from simple_cnn.data.raw import stratified_subset
 from simple_cnn.errors import NonFiniteLossError
 from simple_cnn.parameters import CnnParams
-from simple_cnn.pipelines.cnn.nodes import evaluate_cnn, inference, train_cnn
+from simple_cnn.pipelines.cnn.nodes import evaluate_cnn, inference, train_cnn, training_part
 from simple_cnn.training.diagnostics import dead_units
 
 logger = logging.getLogger(__name__)
@@ -79,9 +78,10 @@ def record_run(
     """One row of ``ablation_results``: what the run scored, cost and left dead, or where it
     diverged."""
     training = run_params.training
-    n_train = len(stratified_subset(train_split["labels"], training.fraction, training.seed))
+    trained_on = training_part(train_split, training)
     row = {"study": run.study, "variant": run.variant, "seed": run.seed,
-           "namespace": run.namespace, "factors": factors(ablation, run), "n_train": n_train,
+           "namespace": run.namespace, "factors": factors(ablation, run),
+           "n_train": len(trained_on["labels"]),
            "steps": training.max_steps, "batch_size": training.batch_size}
     divergence = training_outcome["divergence"]
     if divergence is not None:
@@ -91,7 +91,7 @@ def record_run(
     model, history = training_outcome["model"], training_outcome["history"]
     _, metrics = evaluate_cnn(model, test_split, dataset_summary, run_params)
     clean = inference(model, dataset_summary, run_params)
-    train_seen = _head(_subset(train_split, training.fraction, training.seed), ablation.val_images)
+    train_seen = _head(trained_on, ablation.val_images)
     val = _head(val_split, ablation.val_images)
     train_accuracy, val_accuracy = (_accuracy(clean, split, run_params) for split in (train_seen, val))
     dead = dead_units(clean.model, clean.prepared(val["images"]).float())
@@ -124,11 +124,6 @@ def _accuracy(clean, split: Split, params: CnnParams) -> float:
 
 def _head(split: Split, n: int) -> Split:
     return {key: value[:n] for key, value in split.items()}
-
-
-def _subset(split: Split, fraction: float, seed: int) -> Split:
-    keep = stratified_subset(split["labels"], fraction, seed)
-    return {key: value[keep] for key, value in split.items()}
 
 
 def summarise_ablation(ablation: AblationParams, *runs: dict[str, Any]) -> tuple[list, dict]:

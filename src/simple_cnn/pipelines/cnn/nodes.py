@@ -21,7 +21,7 @@ from simple_cnn.models import ModelConfig, SimpleCNN
 from simple_cnn.parameters import CnnParams
 from simple_cnn.params import build
 from simple_cnn.training import fit, predict_logits
-from simple_cnn.training.config import resolve_amp, resolve_device
+from simple_cnn.training.config import TrainConfig, resolve_amp, resolve_device
 from simple_cnn.training.diagnostics import activation_stats
 from simple_cnn.training.loop import autocast_factory, to_device_images
 
@@ -125,7 +125,7 @@ def train_cnn(
     With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split."""
     config = _model_config(params, dataset_summary)
     train_config = params.training
-    train_split = _fraction_of(train_split, train_config.fraction, train_config.seed)
+    train_split = training_part(train_split, train_config)
     augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
@@ -142,11 +142,13 @@ def train_cnn(
     return {"state_dict": result.best_state, "training": _run_details(history)}, history
 
 
-def _fraction_of(split: Split, fraction: float, seed: int) -> Split:
-    keep = stratified_subset(split["labels"], fraction, seed)
+def training_part(split: Split, training: TrainConfig) -> Split:
+    """The part of the training split a run trains on: all of it, or ``training.fraction`` of it
+    (seeded by ``training.seed``, stratified)."""
+    keep = stratified_subset(split["labels"], training.fraction, training.seed)
     if len(keep) < len(split["labels"]):
         logger.info("Training on %d of %d training images (fraction %g, stratified).",
-                    len(keep), len(split["labels"]), fraction)
+                    len(keep), len(split["labels"]), training.fraction)
     return {key: value[keep] for key, value in split.items()}
 
 
