@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import subprocess
 import sys
@@ -159,6 +160,23 @@ def kedro(project: Path, *args: str, check: bool = True) -> subprocess.Completed
     return result
 
 
+def project_command(project: Path, *args: str):
+    """A project command (``simple_cnn.cli``) run in this process, in ``project``: for input
+    checks, which stop before any work (a ``kedro`` process would spend seconds starting)."""
+    import os
+
+    from click.testing import CliRunner
+
+    from simple_cnn.cli import cli
+
+    before = os.getcwd()
+    os.chdir(project)
+    try:
+        return CliRunner().invoke(cli, list(args))
+    finally:
+        os.chdir(before)
+
+
 class KeptDataset(MemoryDataset):
     """A MemoryDataset that the runner cannot release, so tests can read intermediate outputs."""
 
@@ -173,3 +191,52 @@ def run_sliced(pipeline, inputs: dict, **run_kwargs) -> DataCatalog:
         catalog[name] = KeptDataset()
     SequentialRunner().run(pipeline, catalog, **run_kwargs)
     return catalog
+
+
+# ------------------------------------------------------------------ the smoke ablation study
+DIVERGE = "ablation.studies.warmup_lr_norm.variants.cold_none.training.lr=1000"
+
+
+def nested(dotted: str) -> dict:
+    """``a.b=1,c.d=x`` (as --params takes it) -> {"a": {"b": 1}, "c": {"d": "x"}}."""
+    tree: dict = {}
+    for item in dotted.split(","):
+        key, value = item.split("=")
+        *path, last = key.split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    return tree
+
+
+def run_study(project, params: str = DIVERGE, **run_args) -> None:
+    """``kedro run --env smoke --pipelines ablation --params <params> ...``, in this process."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=run_args.pop("env", "smoke"),
+                             runtime_params=nested(params)) as session:
+        session.run(pipeline_names=["ablation"], **run_args)
+
+
+def newest(project, name):
+    return json.loads(sorted((project / "data").glob(f"*/{name}.json/*/{name}.json"))[-1].read_text())
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    """The smoke study, run once in this process, with one variant made to diverge (shared:
+    do not modify). With one torch thread: CPU results depend on the thread count (the order
+    of sums), and ``test_ablation_cluster`` compares them with workers of one thread each."""
+    import torch
+
+    project = make_project(tmp_path_factory.mktemp("ablation") / "project")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_study(project)
+    finally:
+        torch.set_num_threads(threads)
+    return project

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from torch import nn
@@ -20,7 +19,7 @@ from simple_cnn.errors import ConfigError
 from simple_cnn.parameters import CnnParams
 from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.diagnostics import dead_units
-from tests.conftest import kedro, make_project, raw_params
+from tests.conftest import DIVERGE, kedro, newest, raw_params, run_study
 
 STUDY = {"claim": "b beats a", "test": {"metric": "test_accuracy", "better": "b", "than": "a"},
          "variants": {"a": {"model": {"norm": "batch"}}, "b": {"model": {"norm": "group"}}}}
@@ -192,44 +191,8 @@ def test_the_hand_rolled_warmup_never_decays_and_the_projects_schedule_does():
 
 
 # ------------------------------------------------- the pipeline, in a session and via the CLI
-DIVERGE = "ablation.studies.warmup_lr_norm.variants.cold_none.training.lr=1000"
-
-
-def nested(dotted: str) -> dict:
-    """``a.b=1,c.d=x`` (as --params takes it) -> {"a": {"b": 1}, "c": {"d": "x"}}."""
-    tree: dict = {}
-    for item in dotted.split(","):
-        key, value = item.split("=")
-        *path, last = key.split(".")
-        node = tree
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(value)
-    return tree
-
-
-def run_study(project, params: str = DIVERGE, **run_args) -> None:
-    """``kedro run --env smoke --pipelines ablation --params <params> ...``, in this process."""
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=run_args.pop("env", "smoke"),
-                             runtime_params=nested(params)) as session:
-        session.run(pipeline_names=["ablation"], **run_args)
-
-
-def newest(project, name):
-    return json.loads(sorted((project / "data").glob(f"*/{name}.json/*/{name}.json"))[-1].read_text())
-
-
 def versions(project, namespace):
     return sorted((project / "data/07_model_output/ablation").glob(f"{namespace}.json/*"))
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """The smoke study, run once, with one variant made to diverge."""
-    project = make_project(tmp_path_factory.mktemp("ablation") / "project")
-    run_study(project)
-    return project
 
 
 @pytest.mark.slow

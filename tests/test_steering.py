@@ -10,7 +10,7 @@ import pytest
 from kedro.framework.project import pipelines
 
 from simple_cnn.datasets import NumpyDataset
-from tests.conftest import PROJECT_ROOT, kedro
+from tests.conftest import PROJECT_ROOT, kedro, project_command
 
 
 def latest(project: Path, relative: str) -> Path:
@@ -79,12 +79,13 @@ def test_prune_versions_keeps_the_newest_and_the_pinned(smoke_copy):
     folder = smoke_copy / "data/03_primary/val_split.npz"
     newest = sorted(p.name for p in folder.iterdir())[-1]
 
-    dry = kedro(smoke_copy, "prune-versions", "--keep", "1", "--dataset", "val_split", "--dry-run")
-    assert "would free" in dry.stdout and len(list(folder.iterdir())) == 4
+    dry = project_command(smoke_copy, "prune-versions", "--keep", "1", "--dataset", "val_split",
+                          "--dry-run")
+    assert "would free" in dry.output and len(list(folder.iterdir())) == 4
 
-    result = kedro(smoke_copy, "prune-versions", "--keep", "1", "--dataset", "val_split",
-                   "--load-versions", f"val_split:{added[0]}")
-    assert "freed" in result.stdout
+    result = project_command(smoke_copy, "prune-versions", "--keep", "1", "--dataset", "val_split",
+                             "--load-versions", f"val_split:{added[0]}")
+    assert result.exit_code == 0 and "freed" in result.output
     assert sorted(p.name for p in folder.iterdir()) == [added[0], newest]
     # other datasets were not touched
     assert len(list((smoke_copy / "data/03_primary/train_split.npz").iterdir())) == 1
@@ -92,7 +93,7 @@ def test_prune_versions_keeps_the_newest_and_the_pinned(smoke_copy):
 
 def test_prune_versions_across_all_datasets(smoke_copy):
     _add_versions(smoke_copy, "train_split", 2)
-    kedro(smoke_copy, "prune-versions", "--keep", "2")
+    assert project_command(smoke_copy, "prune-versions", "--keep", "2").exit_code == 0
     assert len(list((smoke_copy / "data/03_primary/train_split.npz").iterdir())) == 2
     assert len(list((smoke_copy / "data/06_models/cnn_model.pt").iterdir())) == 1
 
@@ -106,8 +107,8 @@ def test_prune_versions_across_all_datasets(smoke_copy):
 ])
 def test_prune_versions_refuses_ambiguous_input(smoke_copy, args, message):
     before = sorted(p for p in (smoke_copy / "data").rglob("*"))
-    result = kedro(smoke_copy, "prune-versions", *args, check=False)
-    assert result.returncode != 0 and message in result.stdout + result.stderr
+    result = project_command(smoke_copy, "prune-versions", *args)
+    assert result.exit_code == 2 and message in result.output
     assert sorted(p for p in (smoke_copy / "data").rglob("*")) == before
 
 

@@ -1,5 +1,5 @@
-"""Project commands, added to ``kedro``'s: ``kedro prune-versions``, and ``kedro run`` with
-short messages for the project's own errors."""
+"""Project commands, added to ``kedro``'s: ``kedro prune-versions``, ``kedro ablation run`` (the
+study on a Dask cluster), and ``kedro run`` with short messages for the project's own errors."""
 
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io.core import AbstractVersionedDataset
 from kedro.validation import ParameterValidationError
 
-from simple_cnn.errors import ConcurrentRunError, ConfigError, DataError, NonFiniteLossError
+from simple_cnn.errors import (
+    ClusterError,
+    ConcurrentRunError,
+    ConfigError,
+    DataError,
+    NonFiniteLossError,
+    StudyIncompleteError,
+)
 from simple_cnn.versions import delete, human, plan_prune, versions
 
-# Kedro imports this module before it runs any command, so these filters quiet upstream noise
+# Kedro imports this module before it runs any command, so this filter quiets upstream noise
 # for every `kedro ...` call in the project: Kedro 1.7 deprecates `--pipeline` for
-# `--pipelines` (both work; this project documents `kedro run --pipeline cnn`), and its config
-# loader calls an OmegaConf function that OmegaConf now deprecates.
+# `--pipelines` (both work; this project documents `kedro run --pipeline cnn`).
 warnings.filterwarnings("ignore", message="Option '--pipeline' is deprecated")
-warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
 
 @click.group(name="Simple CNN")
@@ -35,7 +40,8 @@ def cli() -> None:
 
 
 # Errors whose message already says what is wrong and how to fix it: shown without traceback.
-READABLE = (ConfigError, ConcurrentRunError, DataError, NonFiniteLossError, ParameterValidationError)
+READABLE = (ClusterError, ConfigError, ConcurrentRunError, DataError, NonFiniteLossError,
+            ParameterValidationError, StudyIncompleteError)
 TRACEBACK_VARIABLE = "SIMPLE_CNN_TRACEBACK"
 
 
@@ -63,12 +69,56 @@ def readable_errors(show_traceback: bool) -> Iterator[None]:
         sys.exit(1)
 
 
-@cli.command("run", params=[*kedro_run.params, click.Option(
-    ["--traceback"], is_flag=True, help="Show the full traceback of the project's own errors.")],
-    help=kedro_run.help, short_help=kedro_run.short_help)
+TRACEBACK_OPTION = click.Option(["--traceback"], is_flag=True,
+                                help="Show the full traceback of the project's own errors.")
+
+
+@cli.command("run", params=[*kedro_run.params, TRACEBACK_OPTION],
+             help=kedro_run.help, short_help=kedro_run.short_help)
 def run(traceback: bool, **kwargs) -> None:
     with readable_errors(traceback):
         kedro_run.callback(**kwargs)
+
+
+@cli.group()
+def ablation() -> None:
+    """The ablation study on a Dask cluster (`kedro run --pipelines ablation` runs it in one
+    process, one run after another)."""
+
+
+KEDRO_RUN_OPTIONS = {option.name: option for option in kedro_run.params}
+
+
+@ablation.command("run", params=[KEDRO_RUN_OPTIONS["env"], KEDRO_RUN_OPTIONS["params"],
+                                 TRACEBACK_OPTION])
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Start a local Dask cluster of this many worker processes (they split the "
+                   "cores; with GPUs, worker i uses GPU i mod their number). Default: one per "
+                   "GPU, or one per 4 cores.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Use the running Dask scheduler at ADDRESS (e.g. tcp://HOST:8786) instead; "
+                   "its workers must see this project's folder at the same path.")
+def ablation_run(workers: int | None, scheduler: str | None, env: str | None,
+                 params: dict, traceback: bool) -> None:
+    """Run the ablation study, one Dask task per variant x seed, then its summary, figures
+    and report. Runs whose row exists are skipped, so an interrupted study resumes."""
+    from kedro.utils import find_kedro_project
+
+    from simple_cnn.pipelines.ablation import cluster
+
+    if workers and scheduler:
+        raise click.UsageError("Give --workers (a local cluster) or --scheduler (a running one), not both.")
+    project = find_kedro_project(Path.cwd()) or Path.cwd()
+    with readable_errors(traceback):
+        if scheduler:
+            sessions = cluster.StudySessions(project, env, params or {})
+            clients = lambda: cluster.remote_cluster(scheduler)  # noqa: E731
+        else:
+            workers = workers or cluster.default_workers()
+            threads, gpus = cluster.local_shares(workers)
+            sessions = cluster.StudySessions(project, env, params or {}, threads, gpus)
+            clients = lambda: cluster.local_cluster(workers)  # noqa: E731
+        cluster.run_study(sessions, clients, echo=click.echo)
 
 
 def _versioned_folders(env: str | None) -> dict[str, Path]:

@@ -30,3 +30,13 @@ def _rebuild_non_finite(message: str, details: dict) -> NonFiniteLossError:
 class ConcurrentRunError(RuntimeError):
     """Another run holds a resource this run needs (the training checkpoint); the message
     names that run and what to do."""
+
+
+class ClusterError(RuntimeError):
+    """The Dask cluster cannot run the study (unreachable, without workers, or its workers
+    cannot see the project's data); the message says what to do."""
+
+
+class StudyIncompleteError(RuntimeError):
+    """Some runs of a study failed while the others finished; the message lists each failed
+    run with its error and how to re-run just those."""

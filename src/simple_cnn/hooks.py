@@ -4,6 +4,8 @@ comparison report landed."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,23 @@ class ParameterChecksHooks:
             check_across_groups(catalog.load("parameters"), used)
 
 
+_profile_sink: list[dict[str, Any]] | None = None
+
+
+@contextmanager
+def profile_returned() -> Iterator[list[dict[str, Any]]]:
+    """Within it, a run's profile rows go to the yielded list instead of being printed and
+    saved: a Dask task of ``kedro ablation run`` returns them to the command, which would
+    otherwise get one ``run_profile`` version per variant, saved by processes racing each other."""
+    global _profile_sink
+    rows: list[dict[str, Any]] = []
+    _profile_sink = rows
+    try:
+        yield rows
+    finally:
+        _profile_sink = None
+
+
 class RunProfileHooks:
     """Records wall seconds and peak RSS of every node; at the end of a run prints a table and
     saves it to the ``run_profile`` catalog entry (a versioned JSON)."""
@@ -182,6 +201,9 @@ class RunProfileHooks:
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        if _profile_sink is not None:
+            _profile_sink.extend(self._rows)
+            return
         if not self._rows:
             return
         # printed, not logged: a log handler would wrap the table's lines

@@ -1,6 +1,13 @@
 """Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
 
+import warnings
+
 from kedro.config import OmegaConfigLoader
+
+# Kedro's config loader calls an OmegaConf function that OmegaConf now deprecates. Every
+# process that loads the project imports this module (the CLI, ParallelRunner's and Dask's
+# workers), so the filter is here.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

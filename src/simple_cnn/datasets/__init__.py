@@ -1,5 +1,6 @@
 """Custom Kedro catalog datasets: NumPy arrays, PyTorch weights and raw image sources."""
 
+from simple_cnn.datasets.json_dataset import AtomicJSONDataset
 from simple_cnn.datasets.numpy_dataset import NumpyDataset
 from simple_cnn.datasets.sources import (
     CheckpointFileDataset,
@@ -10,6 +11,6 @@ from simple_cnn.datasets.sources import (
 from simple_cnn.datasets.torch_model_dataset import TorchStateDictDataset
 
 __all__ = [
-    "CheckpointFileDataset",
+    "AtomicJSONDataset", "CheckpointFileDataset",
     "Cifar10ArchiveDataset", "ImageFolderDataset", "NewestVersionDataset", "NumpyDataset",
     "TorchStateDictDataset"]

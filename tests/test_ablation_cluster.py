@@ -1,0 +1,140 @@
+"""``kedro ablation run``: the smoke study on Dask workers (127.0.0.1 only), against the same
+study run in one process (``tests/test_ablation.py``'s ``study`` fixture, same seeds, CPU)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from distributed import LocalCluster
+
+from simple_cnn.errors import ClusterError
+from simple_cnn.pipelines.ablation.cluster import check_workers
+from tests.conftest import DIVERGE, make_project, newest, project_command
+
+pytestmark = pytest.mark.slow
+BROKEN = "ablation.activation_lr.relu_lr_high.seed_1"
+TIMED = ("train_seconds", "images_per_second")
+
+
+def ablation_run(project, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """The command, its workers using one torch thread each, as the ``study`` fixture does."""
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", "ablation", "run", "--env", "smoke", "--params", DIVERGE, *args],
+        cwd=project, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def rows(project) -> dict[str, int]:
+    """Namespace -> how many versions of its row exist."""
+    folder = project / "data/07_model_output/ablation"
+    return {p.name.removesuffix(".json"): len(list(p.glob("*/*.json"))) for p in folder.iterdir()
+            if p.is_dir()}
+
+
+def untimed(summary: dict) -> dict:
+    """The summary without what depends on the machine's speed."""
+    out = json.loads(json.dumps(summary))
+    out.pop("budget")
+    for study in out["studies"].values():
+        for variant in study["variants"].values():
+            for metric in TIMED:
+                variant.pop(metric)
+        if study["test"]["metric"] in TIMED:
+            for key in ("verdict", "difference", "threshold", "reason"):
+                study.pop(key)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster_study(tmp_path_factory):
+    """The smoke study through `kedro ablation run --workers 2`, with one run made to fail: a
+    file stands where its row's version folder goes, so saving the row fails."""
+    project = make_project(tmp_path_factory.mktemp("cluster") / "project")
+    blocker = project / f"data/07_model_output/ablation/{BROKEN}.json"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    first = ablation_run(project, "--workers", "2")
+    blocker.unlink()
+    return project, first
+
+
+def test_a_failed_run_is_named_with_its_error_and_the_others_finish(cluster_study):
+    project, first = cluster_study
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "24 runs, 0 already have their row, 24 to run" in first.stdout
+    assert "1 run(s) of the ablation study failed" in first.stderr
+    assert f"  {BROKEN}: " in first.stderr and "DatasetError" in first.stderr
+    assert f"--namespaces {BROKEN}" in first.stderr and "Traceback" not in first.stderr
+    finished = rows(project)
+    assert len(finished) == 23 and set(finished.values()) == {1} and BROKEN not in finished
+    assert not list((project / "data/08_reporting").glob("ablation_summary.json/*"))  # not yet
+    assert not list(project.glob("data/**/*.partial"))
+
+
+@pytest.fixture(scope="module")
+def resumed(cluster_study):
+    """The same command again, on a running scheduler (`--scheduler`), after the fix."""
+    project, _ = cluster_study
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        second = ablation_run(project, "--scheduler", cluster.scheduler_address)
+    return project, second
+
+
+def test_running_again_trains_just_the_failed_run_and_the_summary_equals_one_process(resumed, study):
+    project, second = resumed
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "24 runs, 23 already have their row, 1 to run" in second.stdout
+    assert rows(project) == {ns: 1 for ns in rows(study)}
+    assert untimed(newest(project, "ablation_summary")) == untimed(newest(study, "ablation_summary"))
+    assert list((project / "data/08_reporting").glob("ablation_report.html/*/ablation_report.html"))
+
+
+def test_a_third_invocation_trains_and_remakes_nothing(resumed):
+    project, _ = resumed
+    summaries = sorted((project / "data/08_reporting").glob("ablation_summary.json/*"))
+    third = ablation_run(project, "--workers", "2")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "24 runs, 24 already have their row, 0 to run" in third.stdout
+    assert set(rows(project).values()) == {1}
+    assert sorted((project / "data/08_reporting").glob("ablation_summary.json/*")) == summaries
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_is_named_with_what_to_do(project):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    result = ablation_run(project, "--scheduler", address, timeout=90)
+    assert result.returncode == 1
+    assert f"Cannot reach the Dask scheduler at '{address}'" in result.stderr
+    assert "dask scheduler" in result.stderr and "--workers N" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class _Workers:
+    """A cluster as ``check_workers`` sees it: one worker sees the probe, one does not."""
+
+    def gather(self, futures):
+        return futures
+
+    def run(self, function, path):
+        return {"tcp://10.0.0.1:4000": function(path), "tcp://10.0.0.2:4000": None}
+
+
+def test_workers_that_cannot_see_the_data_folder_are_refused_by_address(project):
+    with pytest.raises(ClusterError, match=r"cannot see the project's data folder .*data: "
+                                           r"tcp://10\.0\.0\.2:4000\. Every worker must see it"):
+        check_workers(_Workers(), project)
+    assert not list((project / "data").glob(".dask-probe-*"))  # the probe is removed
+
+
+def test_both_workers_and_scheduler_is_a_usage_error(project):
+    result = project_command(project, "ablation", "run", "--workers", "2", "--scheduler", "tcp://x:1")
+    assert result.exit_code == 2 and "Give --workers (a local cluster) or --scheduler" in result.output
