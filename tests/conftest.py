@@ -166,12 +166,14 @@ def project_command(project: Path, *args: str):
     import os
 
     from click.testing import CliRunner
+    from kedro.framework.startup import bootstrap_project
 
     from simple_cnn.cli import cli
 
     before = os.getcwd()
     os.chdir(project)
     try:
+        bootstrap_project(project)  # as the kedro CLI does before a project command
         return CliRunner().invoke(cli, list(args))
     finally:
         os.chdir(before)

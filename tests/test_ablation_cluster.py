@@ -6,9 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from distributed import LocalCluster
 
 from simple_cnn.errors import ClusterError
 from simple_cnn.pipelines.ablation.cluster import check_workers
@@ -74,13 +75,39 @@ def test_a_failed_run_is_named_with_its_error_and_the_others_finish(cluster_stud
     assert not list(project.glob("data/**/*.partial"))
 
 
+@contextmanager
+def dask_cluster(workers: int):
+    """`dask scheduler` and `dask worker` as a user starts them (here on 127.0.0.1), as
+    processes of their own: a nanny in this process would set OMP_NUM_THREADS=1 in this
+    process's environment for every later subprocess. Stopped, and waited for, at the end."""
+    port = free_port()
+    dask = [str(Path(sys.executable).parent / "dask")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    started = [subprocess.Popen(
+        dask + ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        started.append(subprocess.Popen(
+            dask + ["worker", f"tcp://127.0.0.1:{port}", "--nworkers", str(workers), "--nthreads",
+                    "1", "--no-dashboard", "--host", "127.0.0.1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        for process in reversed(started):
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=20)
+
+
 @pytest.fixture(scope="module")
 def resumed(cluster_study):
     """The same command again, on a running scheduler (`--scheduler`), after the fix."""
     project, _ = cluster_study
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        second = ablation_run(project, "--scheduler", cluster.scheduler_address)
+    with dask_cluster(2) as address:
+        second = ablation_run(project, "--scheduler", address)
     return project, second
 
 

@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from simple_cnn.data.image_folder import ImageFolder
 from simple_cnn.errors import ConfigError, DataError
 from simple_cnn.parameters import IngestionParams
 from simple_cnn.pipelines.ingestion import create_pipeline
-from tests.conftest import run_sliced
+from tests.conftest import project_command, run_sliced
 
 PARAMS = {"source": "synthetic", "val_size": 200, "seed": 1, "image_size": 32,
           "synthetic": {"n_train": 1000, "n_test": 300}}
@@ -105,7 +104,7 @@ def test_smoke_env_through_a_real_session_and_failed_run_keeps_versions(project)
         assert len(context.catalog.load("train_split")["labels"]) == 2000
 
 
-def test_cli_gives_a_readable_error_and_non_zero_exit(project, archive):
+def test_cli_gives_a_readable_error_and_non_zero_exit(project, archive, monkeypatch):
     (project / "data/01_raw/cifar-10-binary.tar.gz").write_bytes(archive.read_bytes()[:5000])
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "run", "--pipeline", "ingestion",
@@ -115,13 +114,11 @@ def test_cli_gives_a_readable_error_and_non_zero_exit(project, archive):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr  # the project's own errors: the message alone
     assert result.stderr.startswith("Error: ") and "Checksum mismatch" in result.stderr
-    full = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline", "ingestion",
-         "--params", f"cifar10_md5={md5_of(archive)}"],
-        cwd=project, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "SIMPLE_CNN_TRACEBACK": "1"},
-    )
-    assert full.returncode != 0 and "Traceback" in full.stderr
+    monkeypatch.setenv("SIMPLE_CNN_TRACEBACK", "1")  # the same command, in this process: it raises
+    full = project_command(project, "run", "--pipeline", "ingestion", "--params",
+                           f"cifar10_md5={md5_of(archive)}")
+    assert full.exit_code == 1 and isinstance(full.exception, DataError)
+    assert "Checksum mismatch" in str(full.exception)
 
 
 def make_folder(root, n_train=12, n_test=4):
