@@ -99,3 +99,105 @@ def test_resized_crop_flip_draws_per_image_and_keeps_pixels_in_range():
     assert torch.allclose(spans, torch.full_like(spans, 0.5 * 31 / 32), atol=0.02)  # half the width
     assert spans.min() > 0 and cropped[:, 0, 0, 0].unique().numel() > 32  # offsets differ per image
     assert cropped.min() >= 0 and cropped.max() <= 1
+
+
+def coordinates(n: int, size: int = 32) -> torch.Tensor:
+    """Images whose channel 0 is each pixel's column and channel 1 its row, scaled to [0, 1]:
+    an output pixel's values say where in the input it was sampled."""
+    ramp = torch.linspace(0, 1, size)
+    return torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size)]).expand(
+        n, 2, size, size).contiguous()
+
+
+def test_resized_crops_stay_inside_the_image_vary_in_shape_and_centre_and_flip_half():
+    from simple_cnn.augment import random_resized_crop_flip
+
+    torch.manual_seed(0)
+    out = random_resized_crop_flip(coordinates(512), scale=(0.3, 1.0))
+    first, last = out[:, 0, :, 0].mean(1), out[:, 0, :, -1].mean(1)
+    top, bottom = out[:, 1, 0, :].mean(1), out[:, 1, -1, :].mean(1)
+    width, height = (last - first).abs(), bottom - top
+    # inside the image: at most the edge half-pixel is clamped, never two neighbours
+    x, y = out[:, 0], out[:, 1]
+    assert (x[:, :, 1] != x[:, :, 0]).all() and (x[:, :, -1] != x[:, :, -2]).all()
+    assert (y[:, 1] != y[:, 0]).all() and (y[:, -1] != y[:, -2]).all()
+    assert (height > 0).all() and (width > 0).all()
+    area = width * height
+    assert area.max() <= 1.0 + 1e-5 and area.min() >= 0.3 * 0.9  # scale, less clipping
+    assert (width > height * 1.05).any() and (height > width * 1.05).any()  # aspects both ways
+    assert ((width / height) < 4 / 3 * 1.1).all() and ((height / width) < 4 / 3 * 1.1).all()
+    centre_x, centre_y = (first + last) / 2, (top + bottom) / 2
+    for centre in (centre_x, centre_y):  # spread around the middle, to both sides
+        assert abs(centre.mean() - 0.5) < 0.03 and (centre < 0.45).any() and (centre > 0.55).any()
+    flipped = (first > last).float().mean()
+    assert 0.4 < flipped < 0.6
+
+
+def test_crop_and_flip_mirror_about_half_the_images_and_shift_up_to_the_padding():
+    torch.manual_seed(0)
+    images = coordinates(512, size=16)
+    mirrored = (random_crop_flip(images, padding=0) != images).any(3).any(2).any(1).float().mean()
+    assert 0.4 < mirrored < 0.6
+    out = random_crop_flip(images, padding=4, flip=False)
+    step = 1 / 15
+    # the centre pixel's source, in pixels: every shift from -4 to 4, on both axes
+    shift_x = torch.round((out[:, 0, 8, 8] - images[0, 0, 8, 8]) / step).long()
+    shift_y = torch.round((out[:, 1, 8, 8] - images[0, 1, 8, 8]) / step).long()
+    assert set(shift_x.tolist()) == set(shift_y.tolist()) == set(range(-4, 5))
+
+
+def test_the_standard_preset_crops_with_4_pixels_of_padding():
+    torch.manual_seed(0)
+    augment = BatchAugment("standard", [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], num_classes=10)
+    images = torch.zeros(256, 3, 32, 32, dtype=torch.uint8)
+    images[:, :, 16, 16] = 255  # one bright pixel: where it lands is the shift
+    out, _ = augment(images, torch.zeros(256, dtype=torch.long))
+    where = out[:, 0].flatten(1).argmax(1)
+    rows, cols = where // 32, where % 32
+    assert set((rows - 16).tolist()) == set(range(-4, 5))
+    assert {abs(c - 16) if c >= 16 else abs(c - 15) for c in cols.tolist()} <= set(range(0, 5))
+
+
+def test_augmentation_keeps_the_device_and_dtype_of_its_input():
+    from simple_cnn.augment import random_resized_crop_flip
+
+    meta = torch.empty(4, 3, 8, 8, device="meta")  # every tensor made inside must follow
+    assert random_crop_flip(meta, padding=2).device.type == "meta"
+    assert random_resized_crop_flip(meta).device.type == "meta"
+    assert random_resized_crop_flip(meta, flip=False).device.type == "meta"
+    assert random_resized_crop_flip(torch.rand(2, 3, 8, 8, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_auto_logs_what_it_chose(caplog):
+    with caplog.at_level("INFO", logger="simple_cnn.augment"):
+        resolve_preset("auto", 5_000)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Augmentation preset 'auto' chose 'heavy' for 5000 training images."]
+
+
+def test_each_preset_is_made_of_what_the_readme_lists():
+    def parts(preset: str) -> BatchAugment:
+        return BatchAugment(preset, [0.5] * 3, [0.25] * 3, num_classes=7)
+
+    presets = ("none", "standard", "seed", "medium", "heavy")
+    assert [parts(p).preset for p in presets] == list(presets)  # the run signature records it
+    assert [parts(p).crop_flip for p in presets] == [False, True, False, True, True]
+    assert [parts(p).soft_labels for p in presets] == [False, False, False, False, True]
+    for plain in ("none", "standard"):
+        assert parts(plain).before_normalize is None and parts(plain).after_normalize is None
+    crop, jitter, blur = parts("seed").before_normalize
+    assert crop.scale == (0.8, 1.0) and parts("seed").after_normalize is None
+    assert (jitter.p, str(jitter._param_generator)) == (1.0, "brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0")
+    assert (blur.p, blur.flags["kernel_size"], str(blur._param_generator)) == (0.3, 3, "sigma=(0.1, 2.0)")
+    for preset in ("medium", "heavy"):
+        rotation, erasing = parts(preset).before_normalize, parts(preset).after_normalize
+        assert (rotation.p, rotation.flags["resample"].name, str(rotation._param_generator)) == (
+            1.0, "NEAREST", "degrees=10.0")
+        assert (erasing.p, str(erasing._param_generator)) == (
+            0.5, "scale=(0.02, 0.2), resize_to=(0.3, 3.3), value=0.0")
+    cutmix, mixup = parts("heavy").batch_mix.transforms
+    assert (type(cutmix).__name__, cutmix.num_classes, type(mixup).__name__, mixup.num_classes) == (
+        "CutMix", 7, "MixUp", 7)
+    for unresolved in ("auto", "strong"):
+        with pytest.raises(ConfigError, match=f"BatchAugment needs a resolved preset, got '{unresolved}'"):
+            parts(unresolved)

@@ -121,13 +121,11 @@ class BatchAugment(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         num_classes: int,
-        image_size: int = 32,
     ) -> None:
         super().__init__()
         if preset not in PRESETS or preset == "auto":
             raise ConfigError(f"BatchAugment needs a resolved preset, got {preset!r}.")
         self.preset = preset
-        self.num_classes = num_classes
         self.to_float = v2.ToDtype(torch.float32, scale=True)
         self.normalize = v2.Normalize(list(mean), list(std))
         self.crop_flip = preset in ("standard", "medium", "heavy")

@@ -50,7 +50,7 @@ def _augment(params: CnnParams, summary: dict[str, Any], config: ModelConfig, n_
         weights = np.array(GRAY_WEIGHTS)
         mean, std = mean[None] @ weights, std[None] @ weights
     preset = resolve_preset(params.augmentation.preset, n_train)
-    return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes, config.image_size)
+    return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes)
 
 
 @dataclass
