@@ -1,0 +1,201 @@
+"""The training loop's parts, one at a time and without a training run (fast, so mutation
+testing can afford them): the optimiser's groups, AMP names, inference, the RNG snapshot, one
+optimiser step, the NaN trap's details, evaluation, the history row and the best epoch."""
+
+import logging
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from simple_cnn.augment import BatchAugment
+from simple_cnn.errors import NonFiniteLossError
+from simple_cnn.training.config import TrainConfig
+from simple_cnn.training.diagnostics import first_non_finite_layer, non_finite_message
+from simple_cnn.training.loop import (
+    _build,
+    _non_finite,
+    _optimiser_step,
+    _record,
+    _rng_state,
+    _set_rng_state,
+    _update_best,
+    amp_name,
+    autocast_factory,
+    evaluate,
+    make_optimizer,
+    predict_logits,
+)
+
+AUGMENT = BatchAugment("none", [0.5] * 3, [0.25] * 3, num_classes=3)
+
+
+def tiny() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3))
+
+
+def run_of(tmp_path, **config):
+    settings = {"epochs": 3, "warmup": 0, "lr": 0.1, "scheduler": "constant", **config}
+    return _build(tiny(), AUGMENT, TrainConfig(**settings), torch.device("cpu"), None,
+                  steps_per_epoch=4, checkpoint_path=tmp_path / "last.pt")
+
+
+def images(n: int = 6) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8)
+
+
+def test_weight_decay_only_on_weight_matrices_and_the_chosen_optimiser():
+    model = tiny()
+    sgd = make_optimizer(model, TrainConfig(lr=0.3, momentum=0.8, nesterov=True, weight_decay=0.01))
+    decay, no_decay = sgd.param_groups
+    shapes = lambda group: sorted(tuple(p.shape) for p in group["params"])  # noqa: E731
+    assert shapes(decay) == [(3, 4), (4, 3, 3, 3)] and decay["weight_decay"] == 0.01
+    assert shapes(no_decay) == [(3,), (4,), (4,), (4,)] and no_decay["weight_decay"] == 0.0
+    assert (type(sgd), sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["nesterov"]) == (
+        torch.optim.SGD, 0.3, 0.8, True)
+    adamw = make_optimizer(model, TrainConfig(optimizer="adamw", lr=0.002))
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["lr"] == 0.002
+    assert [g["weight_decay"] for g in adamw.param_groups] == [5e-4, 0.0]
+
+
+def test_amp_names_and_autocast():
+    assert [amp_name(d) for d in (None, torch.float16, torch.bfloat16)] == ["off", "fp16", "bf16"]
+    cpu = torch.device("cpu")
+    with autocast_factory(cpu, None)():
+        assert not torch.is_autocast_enabled("cpu")
+    for dtype in (torch.bfloat16, torch.float16):
+        with autocast_factory(cpu, dtype)():
+            assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == dtype
+
+
+def test_predictions_batch_restore_the_mode_and_average_the_mirror():
+    torch.manual_seed(0)
+    model, x = tiny().train(), images(7)
+    plain = autocast_factory(torch.device("cpu"), None)
+    whole = predict_logits(model, x, AUGMENT, plain, batch_size=100)
+    assert model.training and whole.dtype == torch.float32 and whole.shape == (7, 3)
+    torch.testing.assert_close(predict_logits(model, x, AUGMENT, plain, batch_size=3), whole)
+    model.eval()
+    mirrored = model(AUGMENT.prepare(x).flip(-1))
+    tta = predict_logits(model, x, AUGMENT, plain, batch_size=4, flip_tta=True)
+    torch.testing.assert_close(tta, (whole + mirrored) / 2)
+    assert not model.training  # left as it was: eval
+
+
+def test_the_rng_snapshot_replays_the_same_draws():
+    torch.manual_seed(3)
+    snapshot = _rng_state()
+    first = torch.rand(5)
+    torch.rand(100)
+    _set_rng_state(snapshot)
+    assert torch.equal(torch.rand(5), first)
+
+
+def test_one_optimiser_step_moves_the_weights_clears_old_gradients_and_schedules(tmp_path):
+    run = run_of(tmp_path, scheduler="linear", warmup=0)
+    lr_before = run.optimizer.param_groups[0]["lr"]
+    weights = run.model[5].weight.detach().clone()
+    run.model[5].weight.grad = torch.full_like(weights, 1e6)  # stale: must be cleared first
+    x, y = AUGMENT.prepare(images()), torch.tensor([0, 1, 2, 0, 1, 2])
+    loss = run.loss_fn(run.model(x), y)
+    expected = torch.autograd.grad(loss, run.model[5].weight, retain_graph=True)[0]
+    assert _optimiser_step(run, loss) == 0  # no GradScaler on CPU: nothing skipped
+    torch.testing.assert_close(run.model[5].weight.grad, expected)
+    assert not torch.equal(run.model[5].weight, weights)
+    assert run.optimizer.param_groups[0]["lr"] < lr_before  # the schedule took its step
+
+
+def test_the_nan_trap_reports_the_global_step_lr_and_the_lr_trace(tmp_path):
+    run = run_of(tmp_path)
+    run.state.history["lr_per_step"] = [0.1] * 9
+    run.state.epoch = 2
+    x, y = AUGMENT.prepare(images()), torch.tensor([0, 1, 2, 0, 1, 2])
+    x[0, 0, 0, 0] = math.inf  # finite weights: the first layer's output is where it shows
+    error = _non_finite(run, epoch=3, step=1, lr=0.25, loss=torch.tensor(float("nan")), x=x, y=y)
+    assert isinstance(error, NonFiniteLossError)
+    layer = first_non_finite_layer(run.model, x, y, run.loss_fn, run.autocast)
+    assert layer and error.details["layer"] == layer
+    assert str(error) == non_finite_message(math.nan, 3, 2, 4, 10, 0.25, layer, tmp_path / "last.pt", 2)
+    assert error.details["step"] == 2 * 4 + 1 + 1 and error.details["epoch"] == 3
+    assert error.details["lr"] == 0.25 and error.details["lr_per_step"] == [0.1] * 9 + [0.25]
+    assert "epoch 3" in str(error) and str(tmp_path / "last.pt") in str(error)
+
+
+def test_evaluation_without_a_split_is_nan_and_otherwise_the_accuracy(tmp_path):
+    run = run_of(tmp_path)
+    empty = evaluate(run, images(0), torch.zeros(0, dtype=torch.long))
+    assert math.isnan(empty["val_loss"]) and math.isnan(empty["val_accuracy"])
+    x = images(8)
+    logits = predict_logits(run.model, x, AUGMENT, run.autocast)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    result = evaluate(run, x, y)
+    assert result["val_accuracy"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert result["val_loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item())
+
+
+def test_an_epochs_row_joins_the_history_and_the_log(tmp_path, caplog):
+    run = run_of(tmp_path)
+    row = {"epoch": 1, "train_loss": 1.5, "train_accuracy": 0.25, "val_loss": 1.25,
+           "val_accuracy": 0.5, "lr": 0.1, "seconds": 2.0, "images_per_second": 300.0,
+           "skipped_steps": 2}
+    with caplog.at_level(logging.INFO, logger="simple_cnn.training.loop"):
+        _record(run, row)
+        _record(run, {**row, "epoch": 2, "skipped_steps": 0})
+    assert run.state.history["epoch"] == [1, 2] and run.state.history["skipped_steps"] == [2, 0]
+    assert [r.getMessage() for r in caplog.records] == [
+        "epoch 1/3  loss 1.5000  acc 0.2500  val_loss 1.2500  val_acc 0.5000  lr 0.1  2.0s  300 img/s  skipped 2",
+        "epoch 2/3  loss 1.5000  acc 0.2500  val_loss 1.2500  val_acc 0.5000  lr 0.1  2.0s  300 img/s"]
+
+
+def test_the_best_epoch_keeps_a_copy_of_its_weights_and_patience_stops(tmp_path):
+    run = run_of(tmp_path, epochs=6, early_stopping_patience=2)
+    stops = []
+    for epoch, accuracy in enumerate([0.3, 0.5, 0.5, 0.4], start=1):
+        stops.append(_update_best(run, epoch, accuracy, has_val=True))
+        if epoch == 2:
+            best = {k: v.clone() for k, v in run.model.state_dict().items()}
+            with torch.no_grad():
+                run.model[5].weight.add_(1.0)  # later epochs change the weights
+    state = run.state
+    assert stops == [False, False, False, True]  # a tie is no improvement
+    assert (state.best_epoch, state.best_accuracy, state.epoch, state.finished) == (2, 0.5, 4, True)
+    assert all(torch.equal(state.best_state[k], best[k]) for k in best)
+    assert state.epochs_without_improvement == 2
+
+
+def test_without_validation_the_last_epoch_is_best_and_the_last_epoch_finishes(tmp_path):
+    run = run_of(tmp_path, epochs=3)
+    assert [_update_best(run, e, math.nan, has_val=False) for e in (1, 2, 3)] == [False] * 3
+    assert (run.state.best_epoch, run.state.finished) == (3, True)
+    patient = run_of(tmp_path, epochs=3)  # patience 0: never stops early
+    assert [_update_best(patient, e, 0.1, has_val=True) for e in (1, 2)] == [False, False]
+    assert not patient.state.finished
+
+
+def test_a_run_is_built_for_its_device_and_precision(tmp_path):
+    run = run_of(tmp_path)
+    assert run.step_model is run.model and run.total_steps == 12 and run.epochs == 3
+    assert run.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not run.scaler.is_enabled()
+    with run.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    half = _build(tiny(), AUGMENT, TrainConfig(epochs=3, warmup=0), torch.device("cpu"),
+                  torch.float16, steps_per_epoch=4, checkpoint_path=tmp_path / "h.pt")
+    assert half.scaler.is_enabled()  # GradScaler for fp16 only
+    with half.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16
+
+
+def test_fp16_steps_with_inf_gradients_are_counted_as_skipped(tmp_path):
+    run = _build(tiny(), AUGMENT, TrainConfig(epochs=3, warmup=0), torch.device("cpu"),
+                 torch.float16, steps_per_epoch=4, checkpoint_path=tmp_path / "h.pt")
+    x, y = AUGMENT.prepare(images()), torch.tensor([0, 1, 2, 0, 1, 2])
+    assert _optimiser_step(run, run.loss_fn(run.model(x), y)) == 0
+    assert _optimiser_step(run, run.loss_fn(run.model(x), y) * math.inf) == 1
+
+
+def test_patience_one_stops_after_one_epoch_without_improvement(tmp_path):
+    run = run_of(tmp_path, epochs=5, early_stopping_patience=1)
+    assert [_update_best(run, e, a, has_val=True) for e, a in enumerate([0.5, 0.4], start=1)] == [False, True]
