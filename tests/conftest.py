@@ -18,18 +18,11 @@ from kedro.runner import SequentialRunner
 
 from simple_cnn.data.cifar10 import write_archive
 from simple_cnn.data.raw import RawImages
+from simple_cnn.params import merged
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck"]
-
-
-def merged(base: dict, changes: dict) -> dict:
-    """``base`` with ``changes`` merged key by key (Kedro's soft merge of parameters)."""
-    out = dict(base)
-    for key, value in changes.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def raw_params(group: str, env: str | None = "smoke") -> dict:

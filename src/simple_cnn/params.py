@@ -14,6 +14,7 @@ Two conveniences for what people type:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, ClassVar, Literal, get_args
@@ -139,3 +140,20 @@ def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None
         current = next((t for t in (field.annotation, *get_args(field.annotation))
                         if isinstance(t, type) and issubclass(t, BaseModel)), None)
     return current
+
+
+def merged(base: dict[str, Any], *changes: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with each of ``changes`` merged in key by key, as Kedro's soft
+    merge of parameter files does (nested dicts merge; any other value replaces)."""
+    out = copy.deepcopy(base)
+    for change in changes:
+        _merge_into(out, change)
+    return out
+
+
+def _merge_into(into: dict[str, Any], changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge_into(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)

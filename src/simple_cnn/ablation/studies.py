@@ -9,13 +9,12 @@ budget. Adding a variant is an edit of the YAML alone.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from simple_cnn.params import Float, Int, Model, ParameterGroup, build, invalid
+from simple_cnn.params import Float, Int, Model, ParameterGroup, build, invalid, merged
 from simple_cnn.training.config import SEED_RANGE
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"  # a Kedro namespace part: no dots, no spaces
@@ -149,25 +148,15 @@ def run_parameters(base_cnn: dict[str, Any], ablation: AblationParams, run: Run)
     from simple_cnn.parameters import CnnParams
 
     study = ablation.studies[run.study]
-    merged = copy.deepcopy(base_cnn)
-    for overrides in (ablation.base, study.overrides, study.variants[run.variant]):
-        _merge(merged, overrides)
-    _merge(merged, {"training": {"seed": run.seed, "resume": False,
-                                 "max_steps": study.max_steps or ablation.max_steps}})
-    return build(CnnParams, f"ablation.studies.{run.study}.variants.{run.variant}", **merged)
+    values = merged(base_cnn, ablation.base, study.overrides, study.variants[run.variant],
+                    {"training": {"seed": run.seed, "resume": False,
+                                  "max_steps": study.max_steps or ablation.max_steps}})
+    return build(CnnParams, f"ablation.studies.{run.study}.variants.{run.variant}", **values)
 
 
 def factors(ablation: AblationParams, run: Run) -> dict[str, Any]:
     """What this run's variant sets, flattened (``{"model.norm": "group", ...}``)."""
     return _flatten(ablation.studies[run.study].variants[run.variant])
-
-
-def _merge(into: dict[str, Any], changes: dict[str, Any]) -> None:
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

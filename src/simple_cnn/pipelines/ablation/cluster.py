@@ -30,6 +30,7 @@ from kedro.framework.startup import bootstrap_project
 
 from simple_cnn.ablation.studies import NAMESPACE
 from simple_cnn.errors import ClusterError, StudyIncompleteError
+from simple_cnn.params import merged
 
 PIPELINE = "ablation"
 RUN_NODES = ("configure_run", "train_and_evaluate_run")
@@ -54,7 +55,7 @@ class StudySessions:
     @contextmanager
     def session(self, changes: dict[str, Any] | None = None) -> Iterator[KedroSession]:
         bootstrap_project(self.project)
-        params = _merged(self.params, changes or {})
+        params = merged(self.params, changes or {})
         with KedroSession.create(project_path=self.project, env=self.env,
                                  runtime_params=params) as session:
             yield session
@@ -354,14 +355,6 @@ class _ReportedByTheCommand(logging.Filter):
 
 
 # ------------------------------------------------------------------------------ helpers
-def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in changes.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if both else value
-    return out
-
-
 def _quiet_dask() -> None:
     """Dask's own INFO lines (workers starting, stopping) would bury the progress bar."""
     logging.getLogger("distributed").setLevel(logging.WARNING)
