@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +18,11 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from simple_cnn.data.cifar10 import write_archive
+# Sessions of this suite are not tracked in MLflow (the test extra installs kedro-mlflow), unless
+# a test says so: tests/test_tracking.py. Set before the project's settings are first read.
+os.environ["SIMPLE_CNN_TRACKING"] = "off"
+
+from simple_cnn.data.cifar10 import write_archive  # noqa: E402
 from simple_cnn.data.raw import RawImages
 from simple_cnn.params import merged
 
@@ -58,6 +64,12 @@ def raw() -> RawImages:
 @pytest.fixture
 def archive(tmp_path, raw) -> Path:
     return write_archive(tmp_path / "cifar-10-binary.tar.gz", raw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -3,7 +3,6 @@ study run in one process (``tests/test_ablation.py``'s ``study`` fixture, same s
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ import pytest
 
 from simple_cnn.errors import ClusterError
 from simple_cnn.pipelines.ablation.cluster import check_workers
-from tests.conftest import DIVERGE, make_project, newest, project_command
+from tests.conftest import DIVERGE, free_port, make_project, newest, project_command
 
 pytestmark = pytest.mark.slow
 BROKEN = "ablation.activation_lr.relu_lr_high.seed_1"
@@ -128,12 +127,6 @@ def test_a_third_invocation_trains_and_remakes_nothing(resumed):
     assert "24 runs, 24 already have their row, 0 to run" in third.stdout
     assert set(rows(project).values()) == {1}
     assert sorted((project / "data/08_reporting").glob("ablation_summary.json/*")) == summaries
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_an_unreachable_scheduler_is_named_with_what_to_do(project):

@@ -25,6 +25,7 @@ from simple_cnn.errors import (
     DataError,
     NonFiniteLossError,
     StudyIncompleteError,
+    TrackingError,
 )
 from simple_cnn.versions import delete, human, plan_prune, versions
 
@@ -41,7 +42,7 @@ def cli() -> None:
 
 # Errors whose message already says what is wrong and how to fix it: shown without traceback.
 READABLE = (ClusterError, ConfigError, ConcurrentRunError, DataError, NonFiniteLossError,
-            ParameterValidationError, StudyIncompleteError)
+            ParameterValidationError, StudyIncompleteError, TrackingError)
 TRACEBACK_VARIABLE = "SIMPLE_CNN_TRACEBACK"
 
 

@@ -40,3 +40,8 @@ class ClusterError(RuntimeError):
 class StudyIncompleteError(RuntimeError):
     """Some runs of a study failed while the others finished; the message lists each failed
     run with its error and how to re-run just those."""
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot take the run (unreachable, read-only, or written by another
+    MLflow version); raised before any node runs, the message says what to do."""

@@ -143,9 +143,10 @@ class _Stale(AbstractDataset):
 
 class ParameterChecksHooks:
     """Rules between parameter groups, checked before the first node runs (Kedro validates
-    each group on its own when the session starts)."""
+    each group on its own when the session starts). First among the hooks, so that a refused
+    run has not yet begun anything (an MLflow run, with the `mlflow` extra)."""
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
         used = {name.split(":", 1)[1].split(".")[0] for name in pipeline.all_inputs()
                 if name.startswith("params:")}

@@ -1,5 +1,6 @@
 """Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
 
+import os
 import warnings
 
 from kedro.config import OmegaConfigLoader
@@ -9,6 +10,10 @@ from kedro.config import OmegaConfigLoader
 # workers), so the filter is here.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
+# No network here: MLflow's usage telemetry stays off (read when mlflow is first imported,
+# which kedro-mlflow does after Kedro has loaded this module).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -17,6 +22,7 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
+from simple_cnn import tracking  # noqa: E402
 from simple_cnn.hooks import (  # noqa: E402
     AblationStudiesHooks,
     ParallelRunnerHooks,
@@ -27,4 +33,9 @@ from simple_cnn.hooks import (  # noqa: E402
 )
 
 HOOKS = (AblationStudiesHooks(), ParameterChecksHooks(), RunIsolationHooks(), StaleOutputsHooks(),
-         ParallelRunnerHooks(), RunProfileHooks())
+         ParallelRunnerHooks(), RunProfileHooks(), *tracking.hooks())
+
+# With the `mlflow` extra, kedro-mlflow's hook is in HOOKS above (as the project's subclass,
+# with the project's store and checks; SIMPLE_CNN_TRACKING=off leaves it out), not registered
+# a second time through its entry point.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")  # its name, as released and normalised

@@ -1,0 +1,228 @@
+"""The MLflow run of each Kedro run: kedro-mlflow's hook, and what this project adds to it.
+
+Imported only when kedro-mlflow is installed (``simple_cnn.tracking.hooks()`` decides).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from kedro.config import MissingConfigException
+from kedro.framework.hooks import hook_impl
+from kedro.io.core import AbstractVersionedDataset
+from kedro.pipeline import Pipeline
+from mlflow.entities import Metric as MlflowMetric
+from mlflow.entities import Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
+
+
+def _show_all_but_mlflow_advice(show):
+    """MLflow advises kedro-mlflow's model class on type hints as it is imported, through a
+    filter of its own that no ``filterwarnings`` can override; this drops just that line."""
+
+    def shown(message, *args, **kwargs):
+        if "Add type hints to the `predict` method" not in str(message):
+            show(message, *args, **kwargs)
+
+    return shown
+
+
+import kedro.framework.project  # noqa: E402, F401 - sets up Kedro's logging, which takes over warnings
+
+_show, warnings.showwarning = warnings.showwarning, _show_all_but_mlflow_advice(warnings.showwarning)
+try:
+    from kedro_mlflow.framework.hooks import MlflowHook
+finally:
+    warnings.showwarning = _show
+
+from simple_cnn.tracking import records, switched_off
+from simple_cnn.tracking.store import check_artifacts, check_store, store_error, with_project_store
+
+logger = logging.getLogger(__name__)
+
+MLFLOW_CONFIG_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]  # kedro-mlflow's own
+BATCH = 1000  # MLflow takes at most 1000 metrics (100 params, 100 tags) per call
+
+
+class ProjectMlflowHook(MlflowHook):
+    """kedro-mlflow's hook (one MLflow run per ``kedro run``), registered by ``settings.py``
+    rather than by its entry point, with these changes: the store defaults to the project's
+    own and is checked before anything runs; the typed parameter groups (pydantic models,
+    which kedro-mlflow would log as one long string) are logged key by key; the run is closed
+    for good at the end; and ``SIMPLE_CNN_TRACKING=off`` leaves a session untracked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._on = False
+
+    def tracked_run_id(self) -> str | None:
+        """The MLflow run of the session's pipeline run, if it is tracked."""
+        return self.run_id if self._on and self._is_mlflow_enabled else None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._on, self.run_id = not switched_off(), None
+        if not self._on:
+            return
+        loader = context.config_loader
+        loader.config_patterns.setdefault("mlflow", MLFLOW_CONFIG_PATTERNS)
+        try:
+            conf = loader["mlflow"]
+        except MissingConfigException:
+            conf = {}
+        conf = with_project_store(conf, context.project_path)
+        uri = conf["server"]["mlflow_tracking_uri"]
+        check_store(uri, context.project_path)
+        created = conf.get("tracking", {}).get("experiment", {}).get("create_experiment_kwargs", {})
+        check_artifacts(created.get("artifact_location"), context.project_path)
+        loader["mlflow"] = conf  # what kedro-mlflow reads next
+        try:
+            super().after_context_created(context)
+        except MlflowException as error:
+            raise store_error(uri, error, context.project_path) from error
+
+    @hook_impl
+    def after_catalog_created(self, catalog, conf_catalog, conf_creds, parameters, save_version,
+                              load_versions) -> None:
+        if self._on:
+            super().after_catalog_created(catalog, conf_catalog, conf_creds, parameters,
+                                          save_version, load_versions)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        if self._on:
+            super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+
+    @hook_impl
+    def before_node_run(self, node, catalog, inputs: dict[str, Any], is_async: bool) -> None:
+        if not self._on:
+            return
+        plain = {name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+                 for name, value in inputs.items()}
+        super().before_node_run(node=node, catalog=catalog, inputs=plain, is_async=is_async)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        if self._on:
+            super().after_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+            self._close_reopened()
+
+    @hook_impl
+    def on_pipeline_error(self, error, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        if self._on and self._is_mlflow_enabled:
+            super().on_pipeline_error(error=error, run_params=run_params, pipeline=pipeline,
+                                      catalog=catalog)
+
+    def _close_reopened(self) -> None:
+        """kedro-mlflow 2.0 reopens the run before every node and closes it once: with MLflow 3
+        each reopening stays on this thread's stack of active runs, and the next session in
+        this process (a notebook's, a Dask worker's) would log into this run. Close them all;
+        a run the caller had opened before the session is opened again, once."""
+        if not self._is_mlflow_enabled:
+            return
+        while (active := mlflow.active_run()) is not None and active.info.run_id == self.run_id:
+            mlflow.end_run()
+        if self._already_active_mlflow and self.run_id:
+            mlflow.start_run(run_id=self.run_id)
+
+
+class RunRecordHooks:
+    """Logs what the catalog marks with ``metadata: mlflow:`` (see ``records``) to the
+    session's MLflow run once the pipeline has run, or failed; tags the run with the Kedro
+    environment, the pipelines and the catalog version of every dataset it saved."""
+
+    def __init__(self, tracker: ProjectMlflowHook) -> None:
+        self._tracker = tracker
+        self._run_id: str | None = None
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._run_id = self._tracker.tracked_run_id()
+        if self._run_id:
+            MlflowClient().log_batch(self._run_id, tags=_tags({
+                "kedro.env": run_params.get("env") or "local",
+                "kedro.pipelines": ",".join(run_params.get("pipeline_names") or ["__default__"]),
+                "kedro.save_version": run_params["run_id"],
+            }))
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        self._record(run_params["run_id"], pipeline, catalog)
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        self._record(run_params["run_id"], pipeline, catalog)
+
+    def _record(self, version: str, pipeline: Pipeline, catalog) -> None:
+        run_id, self._run_id = self._run_id, None
+        if run_id is None:
+            return
+        client = MlflowClient()
+        saved = {name: dataset for name in sorted(pipeline.all_outputs())
+                 if (dataset := _saved(catalog, name, version)) is not None}
+        _log(client, run_id, tags=_tags({f"kedro.version.{name}": version for name in saved}))
+        studies = [name for name in pipeline.all_outputs() if _kind(catalog, name) == "ablation_run"]
+        for name, dataset in saved.items():
+            kind = _kind(catalog, name)
+            if kind == "metrics":
+                _log(client, run_id, metrics=records.metrics(name, catalog.load(name, version)))
+            elif kind == "artifact" and getattr(dataset, "_protocol", "file") == "file":
+                path = Path(str(dataset._get_versioned_path(version)))
+                client.log_artifact(run_id, str(path), artifact_path=name)
+            elif kind == "ablation_run":
+                own = len(studies) == 1  # a session that trains one study run is that run
+                _log_study_run(client, run_id, catalog.load(name, version), own)
+
+
+def _kind(catalog, name: str) -> str | None:
+    dataset = catalog.get(name) if name in catalog else None
+    kind = (getattr(dataset, "metadata", None) or {}).get("mlflow")
+    if kind is not None and kind not in records.KINDS:
+        logger.warning("%s: metadata mlflow: %r is not one of %s; not logged", name, kind, records.KINDS)
+        return None
+    return kind
+
+
+def _saved(catalog, name: str, version: str) -> AbstractVersionedDataset | None:
+    """The dataset if this run saved a version of it (pinned or not, e.g. under
+    ``--only-missing-outputs``), else None."""
+    dataset = catalog.get(name) if name in catalog else None
+    if not isinstance(dataset, AbstractVersionedDataset) or dataset._version is None:
+        return None
+    return dataset if dataset._exists_function(str(dataset._get_versioned_path(version))) else None
+
+
+def _log_study_run(client: MlflowClient, session_run: str, row: dict[str, Any], own: bool) -> None:
+    name, tags, params, metrics = records.ablation_run(row)
+    if own:
+        run_id = session_run
+        tags = {**tags, "mlflow.runName": name}
+    else:
+        experiment = client.get_run(session_run).info.experiment_id
+        run_id = client.create_run(experiment, run_name=name,
+                                   tags={**tags, "mlflow.parentRunId": session_run}).info.run_id
+    _log(client, run_id, tags=_tags(tags), params=[Param(k, v) for k, v in params.items()],
+         metrics=metrics)
+    if not own:
+        client.set_terminated(run_id)
+
+
+def _tags(values: dict[str, str]) -> list[RunTag]:
+    return [RunTag(key, str(value)) for key, value in values.items()]
+
+
+def _log(client: MlflowClient, run_id: str, metrics=(), params=(), tags=()) -> None:
+    """``log_batch`` within MLflow's limits per call."""
+    now = int(time.time() * 1000)
+    metrics = [MlflowMetric(m.key, m.value, now, m.step) for m in metrics]
+    params, tags = list(params), list(tags)
+    while metrics or params or tags:
+        client.log_batch(run_id, metrics=metrics[:BATCH], params=params[:100], tags=tags[:100])
+        metrics, params, tags = metrics[BATCH:], params[100:], tags[100:]
