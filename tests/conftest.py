@@ -184,6 +184,14 @@ def project_command(project: Path, *args: str):
         os.chdir(before)
 
 
+def run_command(project: Path, *args: str):
+    """``kedro ARGS`` as ``project_command`` runs it, which must succeed."""
+    result = project_command(project, *args)
+    if result.exit_code != 0:
+        raise AssertionError(f"kedro {' '.join(args)} failed:\n{result.output}") from result.exception
+    return result
+
+
 class KeptDataset(MemoryDataset):
     """A MemoryDataset that the runner cannot release, so tests can read intermediate outputs."""
 

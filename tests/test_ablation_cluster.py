@@ -131,11 +131,11 @@ def test_a_third_invocation_trains_and_remakes_nothing(resumed):
 
 def test_an_unreachable_scheduler_is_named_with_what_to_do(project):
     address = f"tcp://127.0.0.1:{free_port()}"
-    result = ablation_run(project, "--scheduler", address, timeout=90)
-    assert result.returncode == 1
-    assert f"Cannot reach the Dask scheduler at '{address}'" in result.stderr
-    assert "dask scheduler" in result.stderr and "--workers N" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = project_command(project, "ablation", "run", "--env", "smoke", "--scheduler", address)
+    assert result.exit_code == 1
+    assert f"Cannot reach the Dask scheduler at '{address}'" in result.output
+    assert "dask scheduler" in result.output and "--workers N" in result.output
+    assert "Traceback" not in result.output
 
 
 class _Workers:

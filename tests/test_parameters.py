@@ -12,7 +12,7 @@ from kedro.validation import ParameterValidationError
 
 from simple_cnn.errors import ConfigError
 from simple_cnn.parameters import GROUPS, CnnParams, HogSvmParams, IngestionParams, schema
-from tests.conftest import PROJECT_ROOT, kedro, project_command, raw_params
+from tests.conftest import PROJECT_ROOT, kedro, project_command, raw_params, run_command
 
 DECLARED = {"ablation": ("studies", "base")}  # the study itself: declared in YAML, no default
 
@@ -134,8 +134,8 @@ def test_amp_off_in_a_yaml_file(project):
 
 
 def test_cli_amp_off_trains_with_full_precision(project):
-    kedro(project, "run", "--env", "smoke", "--pipeline", "cnn", "--params",
-          "cnn.training.amp=off,cnn.training.epochs=1,cnn.training.warmup=0")
+    run_command(project, "run", "--env", "smoke", "--pipeline", "cnn", "--params",
+                "cnn.training.amp=off,cnn.training.epochs=1,cnn.training.warmup=0")
     metrics = next((project / "data/08_reporting/cnn_test_metrics.json").rglob("*.json"))
     assert json.loads(metrics.read_text())["amp"] == "off"
 

@@ -61,6 +61,7 @@ class ProjectMlflowHook(MlflowHook):
     def __init__(self) -> None:
         super().__init__()
         self._on = False
+        self._logged: set[str] = set()  # parameter inputs already logged in this run
 
     def tracked_run_id(self) -> str | None:
         """The MLflow run of the session's pipeline run, if it is tracked."""
@@ -97,15 +98,19 @@ class ProjectMlflowHook(MlflowHook):
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        self._logged = set()
         if self._on:
             super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any], is_async: bool) -> None:
+        """kedro-mlflow logs each node's parameter inputs, one call per key; a group that an
+        earlier node of the run logged (``params:cnn`` feeds eight nodes) is left out."""
         if not self._on:
             return
         plain = {name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-                 for name, value in inputs.items()}
+                 for name, value in inputs.items() if name not in self._logged}
+        self._logged.update(name for name in plain if name.startswith("params:") or name == "parameters")
         super().before_node_run(node=node, catalog=catalog, inputs=plain, is_async=is_async)
 
     @hook_impl
