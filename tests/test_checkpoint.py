@@ -32,7 +32,8 @@ def signature(**changes) -> dict:
 def test_the_signature_holds_every_shaping_setting_and_nothing_else():
     base = signature()
     assert set(base) == set(TrainConfig.model_fields) - set(NOT_SHAPING) | {"augmentation", "train_data"}
-    for how_it_runs in ({"resume": True}, {"progress_bar": False}, {"device": "cpu"}, {"compile": True}):
+    for how_it_runs in ({"resume": True}, {"progress_bar": False}, {"device": "cpu"}, {"compile": True},
+                        {"log_every": 7}):
         assert signature(**how_it_runs) == base, how_it_runs
     for shaping in ({"lr": 0.1}, {"seed": 1}, {"batch_size": 32}, {"amp": "off"}, {"max_steps": 9}):
         assert signature(**shaping) != base, shaping

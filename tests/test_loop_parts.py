@@ -1,9 +1,12 @@
 """The training loop's parts, one at a time and without a training run (fast, so mutation
 testing can afford them): the optimiser's groups, AMP names, inference, the RNG snapshot, one
-optimiser step, the NaN trap's details, evaluation, the history row and the best epoch."""
+optimiser step, the NaN trap's details, evaluation, the history row, the best epoch, and an
+epoch that reads the device once per ``log_every`` steps."""
 
 import logging
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -26,7 +29,9 @@ from simple_cnn.training.loop import (
     evaluate,
     make_optimizer,
     predict_logits,
+    train_one_epoch,
 )
+from tests.conftest import PROJECT_ROOT
 
 AUGMENT = BatchAugment("none", [0.5] * 3, [0.25] * 3, num_classes=3)
 
@@ -199,3 +204,61 @@ def test_fp16_steps_with_inf_gradients_are_counted_as_skipped(tmp_path):
 def test_patience_one_stops_after_one_epoch_without_improvement(tmp_path):
     run = run_of(tmp_path, epochs=5, early_stopping_patience=1)
     assert [_update_best(run, e, a, has_val=True) for e, a in enumerate([0.5, 0.4], start=1)] == [False, True]
+
+
+def epoch_of(tmp_path, log_every: int, augment=AUGMENT, **config):
+    """One epoch of 4 steps of 6 images on ``tiny``, from the same seed: its row and the run."""
+    torch.manual_seed(0)
+    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(24) % 3
+    run = _build(tiny(), augment, TrainConfig(**{"epochs": 3, "warmup": 0, "lr": 0.1, "batch_size": 6,
+                                                  "log_every": log_every, **config}),
+                 torch.device("cpu"), None, steps_per_epoch=4, checkpoint_path=tmp_path / "last.pt")
+    return train_one_epoch(run, 1, data, labels), run
+
+
+def test_an_epoch_is_the_same_whatever_its_log_interval(tmp_path):
+    rows, runs = zip(*(epoch_of(tmp_path, every) for every in (1, 3, 50)))
+    for row, run in zip(rows[1:], runs[1:]):
+        assert {k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} == \
+            {k: v for k, v in rows[0].items() if k not in ("seconds", "images_per_second")}
+        assert all(torch.equal(a, b) for a, b in zip(run.model.state_dict().values(),
+                                                      runs[0].model.state_dict().values()))
+        assert run.state.history["lr_per_step"] == runs[0].state.history["lr_per_step"]
+
+
+@pytest.mark.parametrize("augment", [AUGMENT, BatchAugment("standard", [0.5] * 3, [0.25] * 3, 3)],
+                         ids=["none", "standard"])
+def test_an_epoch_reads_the_device_once_per_interval_not_once_per_step(tmp_path, monkeypatch, augment):
+    reads = {"item": 0, "bool": 0}
+    item, as_bool = torch.Tensor.item, torch.Tensor.__bool__
+
+    def counted(name, real):
+        def read(self, *args):
+            reads[name] += 1
+            return real(self, *args)
+        return read
+
+    monkeypatch.setattr(torch.Tensor, "item", counted("item", item))
+    monkeypatch.setattr(torch.Tensor, "__bool__", counted("bool", as_bool))
+    epoch_of(tmp_path, log_every=2, augment=augment)  # 4 steps: 2 intervals
+    assert reads == {"item": 3, "bool": 2}  # the sums at the end; the loss check per interval
+
+
+def test_a_non_finite_loss_found_late_is_replayed_to_its_exact_step(tmp_path):
+    errors = []
+    for every in (1, 4):
+        with pytest.raises(NonFiniteLossError) as error:
+            epoch_of(tmp_path / str(every), every, lr=1e30, momentum=0.0, nesterov=False, weight_decay=0.0)
+        errors.append(error.value)
+    per_step, replayed = errors
+    assert str(replayed) == str(per_step) and replayed.details == per_step.details
+    assert 1 < per_step.details["step"] <= 4  # a later step: the interval really was replayed
+
+
+@pytest.mark.slow
+def test_the_gpu_check_says_there_is_no_cuda_and_exits_0():
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks/gpu_check.py")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "No CUDA device here" in result.stdout

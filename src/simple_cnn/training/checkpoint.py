@@ -28,7 +28,7 @@ from simple_cnn.errors import ConcurrentRunError, ConfigError
 from simple_cnn.training.config import TrainConfig
 
 # Settings that do not change what is trained: how it runs, shown or resumed.
-NOT_SHAPING = ("resume", "progress_bar", "device", "compile")
+NOT_SHAPING = ("resume", "progress_bar", "device", "compile", "log_every")
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:

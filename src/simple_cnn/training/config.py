@@ -43,6 +43,7 @@ class TrainConfig(Model):
     early_stopping_patience: Int = Field(0, ge=0)
     resume: bool = False
     progress_bar: bool = True
+    log_every: Int = Field(50, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

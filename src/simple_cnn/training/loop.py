@@ -261,57 +261,134 @@ def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
     logger.info("Resumed from %s after epoch %d.", run.checkpoint_path, run.state.epoch)
 
 
+@dataclass
+class _Totals:
+    """An epoch's running sums, kept on the device: read every ``log_every`` steps, not each step."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    skipped: torch.Tensor
+    finite: torch.Tensor  # every loss since the epoch began was finite
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _Totals:
+        zero = torch.zeros((), device=device)
+        return cls(zero.clone(), zero.clone(), zero.clone(), torch.ones((), dtype=torch.bool, device=device))
+
+    def copy(self) -> _Totals:
+        return _Totals(*(t.clone() for t in (self.loss, self.correct, self.skipped, self.finite)))
+
+
 def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """One pass over a fresh permutation of the training images; the epoch's row of history."""
+    """One pass over a fresh permutation of the training images; the epoch's row of history.
+
+    The steps do not wait for the device: the loss check, the skipped fp16 steps and the sums
+    stay on it and are read once every ``log_every`` steps. If a loss was not finite, the
+    interval is replayed from a snapshot taken at its start, checking each step, so that the
+    NaN trap names the exact step and layer as a per-step check would."""
     from tqdm.auto import tqdm
 
     config, n_steps = run.config, run.steps_in(epoch)
     run.model.train()
     started = time.perf_counter()
     order = torch.randperm(len(images), device=images.device)
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device)
-    skipped = 0
+    totals = _Totals.zeros(images.device)
     show_bar = config.progress_bar and sys.stderr.isatty()
-    bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{run.epochs}", disable=not show_bar,
+    bar = tqdm(total=n_steps, desc=f"epoch {epoch}/{run.epochs}", disable=not show_bar,
                leave=False, unit="step")
-    for step in bar:
-        index = order[step * config.batch_size : (step + 1) * config.batch_size]
-        x, y = run.augment(images[index], labels[index])
-        x = x.contiguous(memory_format=torch.channels_last)
-        lr = run.optimizer.param_groups[0]["lr"]
-        with run.autocast():
-            logits = run.step_model(x)
-            loss = run.loss_fn(logits, y)
-        if not torch.isfinite(loss):
-            raise _non_finite(run, epoch, step, lr, loss, x, y)
-        skipped += _optimiser_step(run, loss)
-        run.state.history["lr_per_step"].append(lr)
-        with torch.no_grad():
-            loss_sum += loss.detach().float()
-            hard = y if y.ndim == 1 else y.argmax(1)
-            correct += (logits.argmax(1) == hard).sum()
-        if show_bar and step % 20 == 0:
-            seen = (step + 1) * config.batch_size
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}",
-                            lr=f"{lr:.3g}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    for first in range(0, n_steps, config.log_every):
+        steps = range(first, min(first + config.log_every, n_steps))
+        snapshot = _Snapshot.take(run, totals)
+        for step in steps:
+            _train_step(run, epoch, step, images, labels, order, totals, check=False)
+        if not bool(totals.finite):  # the interval's one wait for the device
+            snapshot.restore(run, totals)
+            for step in steps:  # raises at the first non-finite loss
+                _train_step(run, epoch, step, images, labels, order, totals, check=True)
+            raise NonFiniteLossError(f"A non-finite loss in epoch {epoch}, steps {first + 1}-"
+                                     f"{steps[-1] + 1}, did not recur when replayed (a "
+                                     f"non-deterministic kernel); lower cnn.training.lr.")
+        if show_bar:
+            seen = (steps[-1] + 1) * config.batch_size
+            bar.update(len(steps))
+            bar.set_postfix(loss=f"{totals.loss.item() / (steps[-1] + 1):.3f}",
+                            acc=f"{totals.correct.item() / seen:.3f}",
+                            lr=f"{run.optimizer.param_groups[0]['lr']:.3g}",
+                            img_s=f"{seen / (time.perf_counter() - started):.0f}")
     bar.close()
     seconds = time.perf_counter() - started
     n_seen = n_steps * config.batch_size
-    return {"epoch": epoch, "train_loss": loss_sum.item() / n_steps,
-            "train_accuracy": correct.item() / n_seen, "lr": run.optimizer.param_groups[0]["lr"],
-            "seconds": seconds, "images_per_second": n_seen / seconds, "skipped_steps": skipped}
+    return {"epoch": epoch, "train_loss": totals.loss.item() / n_steps,
+            "train_accuracy": totals.correct.item() / n_seen, "lr": run.optimizer.param_groups[0]["lr"],
+            "seconds": seconds, "images_per_second": n_seen / seconds,
+            "skipped_steps": int(totals.skipped.item())}
 
 
-def _optimiser_step(run: _Run, loss: torch.Tensor) -> int:
-    """Backward, step and schedule; 1 if GradScaler skipped the step (inf/NaN gradients)."""
+def _train_step(run: _Run, epoch: int, step: int, images: torch.Tensor, labels: torch.Tensor,
+                order: torch.Tensor, totals: _Totals, check: bool) -> None:
+    """One optimiser step on batch ``step`` of ``order``, adding to ``totals`` on the device.
+    With ``check`` it waits for the loss, and raises the NaN trap's error on a non-finite one."""
+    batch_size = run.config.batch_size
+    index = order[step * batch_size : (step + 1) * batch_size]
+    x, y = run.augment(images[index], labels[index])
+    x = x.contiguous(memory_format=torch.channels_last)
+    lr = run.optimizer.param_groups[0]["lr"]
+    with run.autocast():
+        logits = run.step_model(x)
+        loss = run.loss_fn(logits, y)
+    finite = torch.isfinite(loss)
+    if check and not finite:
+        raise _non_finite(run, epoch, step, lr, loss, x, y)
+    totals.finite &= finite
+    totals.skipped += _optimiser_step(run, loss)
+    run.state.history["lr_per_step"].append(lr)
+    with torch.no_grad():
+        totals.loss += loss.detach().float()
+        hard = y if y.ndim == 1 else y.argmax(1)
+        totals.correct += (logits.argmax(1) == hard).sum()
+
+
+@dataclass
+class _Snapshot:
+    """What an interval of steps changes, to replay it: weights, optimiser, schedule, scaler,
+    RNG, the running sums and the LR history's length."""
+
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any]
+    rng: dict[str, Any]
+    totals: _Totals
+    n_lr: int
+
+    @classmethod
+    def take(cls, run: _Run, totals: _Totals) -> _Snapshot:
+        return cls(copy.deepcopy(run.model.state_dict()), copy.deepcopy(run.optimizer.state_dict()),
+                   copy.deepcopy(run.scheduler.state_dict()), copy.deepcopy(run.scaler.state_dict()),
+                   _rng_state(), totals.copy(), len(run.state.history["lr_per_step"]))
+
+    def restore(self, run: _Run, totals: _Totals) -> None:
+        run.model.load_state_dict(self.model)
+        run.optimizer.load_state_dict(self.optimizer)
+        run.scheduler.load_state_dict(self.scheduler)
+        run.scaler.load_state_dict(self.scaler)
+        _set_rng_state(self.rng)
+        for name in ("loss", "correct", "skipped", "finite"):
+            setattr(totals, name, getattr(self.totals, name).clone())
+        del run.state.history["lr_per_step"][self.n_lr:]
+
+
+def _optimiser_step(run: _Run, loss: torch.Tensor) -> torch.Tensor:
+    """Backward, step and schedule; 1 (a device tensor) if GradScaler skipped the step."""
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
-    scale_before = run.scaler.get_scale() if run.scaler.is_enabled() else None
+    scale_before = run.scaler._get_scale_async().clone() if run.scaler.is_enabled() else None
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
-    return int(scale_before is not None and run.scaler.get_scale() < scale_before)
+    if scale_before is None:
+        return torch.zeros((), device=loss.device)
+    return (run.scaler._get_scale_async() < scale_before).float()
 
 
 def _non_finite(run: _Run, epoch: int, step: int, lr: float, loss: torch.Tensor,
