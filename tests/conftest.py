@@ -137,14 +137,18 @@ def project(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_project(tmp_path_factory) -> Path:
-    """A project copy after one whole default run in the smoke env (shared: do not modify)."""
+    """A project copy after one whole default run in the smoke env (shared: do not modify).
+    The run is tracked in the copy's own MLflow store (``tests/test_tracking.py`` reads it)."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     root = make_project(tmp_path_factory.mktemp("smoke") / "project")
     bootstrap_project(root)
-    with KedroSession.create(project_path=root, env="smoke") as session:
-        session.run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIMPLE_CNN_TRACKING", "on")
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        with KedroSession.create(project_path=root, env="smoke") as session:
+            session.run()
     return root
 
 

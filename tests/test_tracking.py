@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -34,11 +35,12 @@ def tracked_run(project: Path, *args: str):
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory) -> Path:
-    """A project after a tracked ``kedro run --env smoke``, then two tracked ablation sessions:
-    one of two study runs, one of a single run (shared: do not modify)."""
-    project = make_project(tmp_path_factory.mktemp("tracked") / "project")
-    for args in [(), ("--pipelines", "ablation", "--namespaces", ",".join(NESTED)),
+def tracked(smoke_project, tmp_path_factory) -> Path:
+    """A copy of ``smoke_project``, whose default run was tracked, after two tracked ablation
+    sessions: one of two study runs, one of a single run (shared: do not modify)."""
+    project = tmp_path_factory.mktemp("tracked") / "project"
+    shutil.copytree(smoke_project, project, symlinks=True)
+    for args in [("--pipelines", "ablation", "--namespaces", ",".join(NESTED)),
                  ("--pipelines", "ablation", "--namespaces", ALONE)]:
         result = tracked_run(project, *args)
         assert result.exit_code == 0, result.output + repr(result.exception)
@@ -95,14 +97,14 @@ def test_a_run_records_the_parameters_metrics_curves_artifacts_and_catalog_versi
     assert [r.info.run_id for r in found] == [run.info.run_id]  # from a catalog version to its run
 
 
-def test_the_artifacts_are_the_files_the_catalog_saved(tracked):
+def test_the_artifacts_are_the_files_the_catalog_saved(tracked, smoke_project):
     mlflow_client = client(tracked)
     (run,) = runs(mlflow_client, "tags.`kedro.pipelines` = '__default__'")
     logged = {item.path for item in mlflow_client.list_artifacts(run.info.run_id)}
     assert {"cnn_model", "cnn_model_summary", "comparison_report", "cnn_training_curves_plot",
             "model_comparison_plot"} <= logged
     assert "train_split" not in logged  # only what the catalog marks
-    assert run.info.artifact_uri.startswith((tracked / "mlruns").as_uri())
+    assert run.info.artifact_uri.startswith((smoke_project.resolve() / "mlruns").as_uri())  # where it ran
     for name in ("cnn_model", "comparison_report"):
         _, path = saved(tracked, name)
         local = mlflow_client.download_artifacts(run.info.run_id, f"{name}/{path.name}",
@@ -278,6 +280,6 @@ print("ok")
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
-def test_untracked_sessions_leave_no_store(smoke_project):
-    assert not (smoke_project / "mlflow.db").exists() and not (smoke_project / "mlruns").exists()
+def test_untracked_sessions_leave_no_store(study):
+    assert not (study / "mlflow.db").exists() and not (study / "mlruns").exists()
     assert not (PROJECT_ROOT / "mlruns").exists()  # nothing under the working directory either
