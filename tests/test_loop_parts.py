@@ -262,3 +262,88 @@ def test_the_gpu_check_says_there_is_no_cuda_and_exits_0():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "No CUDA device here" in result.stdout
+
+
+def test_an_epochs_row_is_the_mean_loss_and_accuracy_of_its_steps(tmp_path):
+    """With the weights all but frozen (lr 1e-30), each step's loss is the model's on its batch
+    of the seeded permutation, so the row can be computed without the loop."""
+    row, run = epoch_of(tmp_path, log_every=3, lr=1e-30, scheduler="constant")
+    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(24) % 3
+    torch.manual_seed(0)
+    order = torch.randperm(24)
+    losses, correct = [], 0
+    with torch.no_grad():
+        for step in range(4):
+            index = order[step * 6 : (step + 1) * 6]
+            logits = run.model(AUGMENT.prepare(data[index]))  # still in training mode: batch statistics
+            losses.append(run.loss_fn(logits, labels[index]).item())
+            correct += (logits.argmax(1) == labels[index]).sum().item()
+    assert set(row) == {"epoch", "train_loss", "train_accuracy", "lr", "seconds", "images_per_second",
+                        "skipped_steps"}
+    assert row["epoch"] == 1 and row["skipped_steps"] == 0 and row["lr"] == 1e-30
+    assert row["train_loss"] == pytest.approx(sum(losses) / 4, rel=1e-5)
+    assert row["train_accuracy"] == correct / 24
+    assert 0 < row["seconds"] < 60 and row["images_per_second"] == pytest.approx(24 / row["seconds"])
+    assert run.state.history["lr_per_step"] == [1e-30] * 4
+
+
+class _InfGradient(torch.autograd.Function):
+    """Identity forward; backward gives inf gradients on the calls listed in ``on``."""
+
+    calls = 0
+    on: tuple[int, ...] = ()
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        _InfGradient.calls += 1
+        return grad * math.inf if _InfGradient.calls in _InfGradient.on else grad
+
+
+def test_fp16_steps_skipped_in_an_epoch_are_counted_on_the_device(tmp_path):
+    _InfGradient.calls, _InfGradient.on = 0, (2, 4)
+    model = nn.Sequential(tiny(), nn.Identity())
+    model[1].forward = _InfGradient.apply
+    run = _build(model, AUGMENT, TrainConfig(epochs=3, warmup=0, batch_size=6, log_every=3),
+                 torch.device("cpu"), torch.float16, steps_per_epoch=4, checkpoint_path=tmp_path / "h.pt")
+    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
+    row = train_one_epoch(run, 1, data, torch.arange(24) % 3)
+    assert row["skipped_steps"] == 2 and _InfGradient.calls == 4
+
+
+def test_the_progress_bar_shows_the_epoch_and_its_running_loss_and_accuracy(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    row, _ = epoch_of(tmp_path, log_every=2, progress_bar=True)
+    shown = capsys.readouterr().err
+    assert "epoch 1/3" in shown and "/4 [" in shown  # set_postfix redraws: the last interval's values
+    assert f"loss={row['train_loss']:.3f}" in shown and f"acc={row['train_accuracy']:.3f}" in shown
+    assert f"lr={row['lr']:.3g}" in shown and "img_s=" in shown
+
+
+class _NanOnce(nn.Module):
+    """Identity, except that its ``on``-th call returns NaN: a non-finite loss that a replay
+    does not meet again (as with a non-deterministic kernel)."""
+
+    def __init__(self, on: int) -> None:
+        super().__init__()
+        self.calls, self.on = 0, on
+
+    def forward(self, x):
+        self.calls += 1
+        return x * math.nan if self.calls == self.on else x
+
+
+@pytest.mark.parametrize("amp", [None, torch.float16], ids=["fp32", "fp16"])
+def test_a_non_finite_loss_that_a_replay_does_not_meet_again_is_named_by_its_steps(tmp_path, amp):
+    """In fp16 GradScaler skips the NaN step, so the later losses are finite: still caught."""
+    model = nn.Sequential(tiny(), _NanOnce(on=2))
+    run = _build(model, AUGMENT, TrainConfig(epochs=3, warmup=0, batch_size=6, log_every=4),
+                 torch.device("cpu"), amp, steps_per_epoch=4, checkpoint_path=tmp_path / "last.pt")
+    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, steps 1-4, did not recur when replayed"):
+        train_one_epoch(run, 1, data, torch.arange(24) % 3)
+    assert model[1].calls == 8  # the interval, then its replay
