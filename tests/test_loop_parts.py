@@ -206,11 +206,16 @@ def test_patience_one_stops_after_one_epoch_without_improvement(tmp_path):
     assert [_update_best(run, e, a, has_val=True) for e, a in enumerate([0.5, 0.4], start=1)] == [False, True]
 
 
+def epoch_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """24 seeded images of 3 classes: one epoch of 4 steps of 6."""
+    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    return data, torch.arange(24) % 3
+
+
 def epoch_of(tmp_path, log_every: int, augment=AUGMENT, **config):
     """One epoch of 4 steps of 6 images on ``tiny``, from the same seed: its row and the run."""
     torch.manual_seed(0)
-    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    labels = torch.arange(24) % 3
+    data, labels = epoch_data()
     run = _build(tiny(), augment, TrainConfig(**{"epochs": 3, "warmup": 0, "lr": 0.1, "batch_size": 6,
                                                   "log_every": log_every, **config}),
                  torch.device("cpu"), None, steps_per_epoch=4, checkpoint_path=tmp_path / "last.pt")
@@ -268,8 +273,7 @@ def test_an_epochs_row_is_the_mean_loss_and_accuracy_of_its_steps(tmp_path):
     """With the weights all but frozen (lr 1e-30), each step's loss is the model's on its batch
     of the seeded permutation, so the row can be computed without the loop."""
     row, run = epoch_of(tmp_path, log_every=3, lr=1e-30, scheduler="constant")
-    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    labels = torch.arange(24) % 3
+    data, labels = epoch_data()
     torch.manual_seed(0)
     order = torch.randperm(24)
     losses, correct = [], 0
@@ -310,8 +314,7 @@ def test_fp16_steps_skipped_in_an_epoch_are_counted_on_the_device(tmp_path):
     model[1].forward = _InfGradient.apply
     run = _build(model, AUGMENT, TrainConfig(epochs=3, warmup=0, batch_size=6, log_every=3),
                  torch.device("cpu"), torch.float16, steps_per_epoch=4, checkpoint_path=tmp_path / "h.pt")
-    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
-    row = train_one_epoch(run, 1, data, torch.arange(24) % 3)
+    row = train_one_epoch(run, 1, *epoch_data())
     assert row["skipped_steps"] == 2 and _InfGradient.calls == 4
 
 
@@ -343,7 +346,6 @@ def test_a_non_finite_loss_that_a_replay_does_not_meet_again_is_named_by_its_ste
     model = nn.Sequential(tiny(), _NanOnce(on=2))
     run = _build(model, AUGMENT, TrainConfig(epochs=3, warmup=0, batch_size=6, log_every=4),
                  torch.device("cpu"), amp, steps_per_epoch=4, checkpoint_path=tmp_path / "last.pt")
-    data = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, steps 1-4, did not recur when replayed"):
-        train_one_epoch(run, 1, data, torch.arange(24) % 3)
+        train_one_epoch(run, 1, *epoch_data())
     assert model[1].calls == 8  # the interval, then its replay

@@ -151,7 +151,7 @@ class RunRecordHooks:
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         self._run_id = self._tracker.tracked_run_id()
         if self._run_id:
-            MlflowClient().log_batch(self._run_id, tags=_tags({
+            _log(MlflowClient(), self._run_id, tags=_tags({
                 "kedro.env": run_params.get("env") or "local",
                 "kedro.pipelines": ",".join(run_params.get("pipeline_names") or ["__default__"]),
                 "kedro.save_version": run_params["run_id"],
@@ -170,24 +170,22 @@ class RunRecordHooks:
         if run_id is None:
             return
         client = MlflowClient()
-        saved = {name: dataset for name in sorted(pipeline.all_outputs())
-                 if (dataset := _saved(catalog, name, version)) is not None}
+        outputs = {name: catalog.get(name) for name in sorted(pipeline.all_outputs()) if name in catalog}
+        kinds = {name: _kind(name, dataset) for name, dataset in outputs.items()}
+        saved = {name: dataset for name, dataset in outputs.items() if _saved(dataset, version)}
         _log(client, run_id, tags=_tags({f"kedro.version.{name}": version for name in saved}))
-        studies = [name for name in pipeline.all_outputs() if _kind(catalog, name) == "ablation_run"]
+        own = list(kinds.values()).count("ablation_run") == 1  # a session of one study run is that run
         for name, dataset in saved.items():
-            kind = _kind(catalog, name)
-            if kind == "metrics":
+            if kinds[name] == "metrics":
                 _log(client, run_id, metrics=records.metrics(name, catalog.load(name, version)))
-            elif kind == "artifact" and getattr(dataset, "_protocol", "file") == "file":
+            elif kinds[name] == "artifact" and getattr(dataset, "_protocol", "file") == "file":
                 path = Path(str(dataset._get_versioned_path(version)))
                 client.log_artifact(run_id, str(path), artifact_path=name)
-            elif kind == "ablation_run":
-                own = len(studies) == 1  # a session that trains one study run is that run
+            elif kinds[name] == "ablation_run":
                 _log_study_run(client, run_id, catalog.load(name, version), own)
 
 
-def _kind(catalog, name: str) -> str | None:
-    dataset = catalog.get(name) if name in catalog else None
+def _kind(name: str, dataset) -> str | None:
     kind = (getattr(dataset, "metadata", None) or {}).get("mlflow")
     if kind is not None and kind not in records.KINDS:
         logger.warning("%s: metadata mlflow: %r is not one of %s; not logged", name, kind, records.KINDS)
@@ -195,13 +193,12 @@ def _kind(catalog, name: str) -> str | None:
     return kind
 
 
-def _saved(catalog, name: str, version: str) -> AbstractVersionedDataset | None:
-    """The dataset if this run saved a version of it (pinned or not, e.g. under
-    ``--only-missing-outputs``), else None."""
-    dataset = catalog.get(name) if name in catalog else None
+def _saved(dataset, version: str) -> bool:
+    """Whether this run saved a version of ``dataset`` (pinned or not, e.g. under
+    ``--only-missing-outputs``)."""
     if not isinstance(dataset, AbstractVersionedDataset) or dataset._version is None:
-        return None
-    return dataset if dataset._exists_function(str(dataset._get_versioned_path(version))) else None
+        return False
+    return dataset._exists_function(str(dataset._get_versioned_path(version)))
 
 
 def _log_study_run(client: MlflowClient, session_run: str, row: dict[str, Any], own: bool) -> None:
