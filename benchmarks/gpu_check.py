@@ -1,14 +1,16 @@
 """The CUDA path, measured: the default CNN in fp16 + GradScaler, bf16, and bf16 + torch.compile,
 and a check that the training step never waits for the device.
 
-For each mode it trains the default ``cnn`` settings with ``simple_cnn.training.fit`` on the
-archive's images (or synthetic ones without ``--archive``) and prints test accuracy, seconds
+For each mode it trains the default ``cnn`` settings with ``fit_on_processes`` (as
+``train_cnn`` does) on the archive's images (or synthetic ones without ``--archive``) and prints test accuracy, seconds
 and images/s. Then it runs steady-state training steps under
 ``torch.cuda.set_sync_debug_mode("error")``: any host-device synchronisation in the step (an
-``.item()``, a ``bool(tensor)``, a blocking copy) raises there. Several GPUs through
-``cnn.training.distributed.nproc_per_node`` are not measured yet: that setting arrives with
-the DDP work. Without CUDA it says so and exits 0. Last line:
-``bf16 vs fp16: <x>x images/s; compile vs bf16: <y>x``.
+``.item()``, a ``bool(tensor)``, a blocking copy) raises there. With more than one GPU it then
+trains fp16 on all of them (``cnn.training.distributed.nproc_per_node``, one process per GPU,
+NCCL) and runs the same synchronisation check in every process of DistributedDataParallel.
+Without CUDA it says so and exits 0. Last line:
+``bf16 vs fp16: <x>x images/s; compile vs bf16: <y>x`` and, with several GPUs,
+``; <n> GPUs vs 1: <z>x``.
 
     python benchmarks/gpu_check.py [--archive data/01_raw/cifar-10-binary.tar.gz] [--epochs 15]
 """
@@ -26,7 +28,8 @@ import torch
 from simple_cnn.augment import BatchAugment
 from simple_cnn.data.raw import channel_stats
 from simple_cnn.models import ModelConfig, SimpleCNN
-from simple_cnn.training import TrainConfig, fit
+from simple_cnn.training import TrainConfig, distributed
+from simple_cnn.training.launch import fit_on_processes
 from simple_cnn.training.loop import (
     _build,
     _labels,
@@ -59,8 +62,9 @@ def train(mode: dict, data, epochs: int, folder: str) -> dict:
     torch.manual_seed(0)
     model = SimpleCNN(ModelConfig())
     started = time.perf_counter()
-    result = fit(model, train_x, train_y, test_x[:0], test_y[:0], augment, config,
-                 checkpoint_path=Path(folder) / f"{'-'.join(map(str, mode.values()))}.pt")
+    checkpoint = Path(folder) / f"run{len(list(Path(folder).glob('*.pt')))}.pt"
+    result = fit_on_processes(model, train_x, train_y, test_x[:0], test_y[:0], augment, config,
+                              checkpoint_path=checkpoint)
     seconds = time.perf_counter() - started
     model.load_state_dict(result.best_state)
     logits = predict_logits(model.cuda(), to_device_images(test_x, torch.device("cuda")), augment,
@@ -71,15 +75,17 @@ def train(mode: dict, data, epochs: int, folder: str) -> dict:
 
 
 def sync_free(data, folder: str, steps: int = 30) -> str:
-    """Steady-state steps under sync debug mode "error": 'none' or the first synchronisation."""
+    """Steady-state steps under sync debug mode "error": 'none' or the first synchronisation.
+    In a process group (``distributed.launch``), the steps of this rank's DDP model."""
     train_x, train_y = data[0], data[1]
     mean, std = channel_stats(train_x)
+    world = distributed.current()
     config = TrainConfig(epochs=2, device="cuda", amp="fp16", progress_bar=False)
-    device = torch.device("cuda")
+    device = world.device(torch.device("cuda"))
     run = _build(SimpleCNN(ModelConfig()), BatchAugment("standard", mean, std, 10), config, device,
-                 torch.float16, config.steps_per_epoch(len(train_x)), Path(folder) / "sync.pt")
+                 torch.float16, config.steps_per_epoch(len(train_x)), Path(folder) / "sync.pt", world)
     images, labels = to_device_images(train_x, device), _labels(train_y, device)
-    order = torch.randperm(len(images), device=device)
+    order = torch.randperm(len(images), device=device)  # the same on every rank
     totals = _Totals.zeros(device)
     for step in range(5):  # warm-up: first calls allocate and initialise
         _train_step(run, 1, step, images, labels, order, totals, check=False)
@@ -112,10 +118,20 @@ def main() -> None:
             print(f"{name:13s} accuracy {row['accuracy']:.4f}  {row['seconds']:6.1f} s  "
                   f"{row['images_per_second']:9.0f} images/s", flush=True)
         print(f"synchronisations in the training step: {sync_free(data, folder)}")
-    print("several GPUs (nproc_per_node): not measured, DDP is not in the loop yet")
+        n_gpus = torch.cuda.device_count()
+        if n_gpus > 1:
+            name = f"fp16 x {n_gpus} GPUs"
+            results[name] = row = train({"amp": "fp16", "distributed": {"nproc_per_node": n_gpus}},
+                                        data, args.epochs, folder)
+            print(f"{name:13s} accuracy {row['accuracy']:.4f}  {row['seconds']:6.1f} s  "
+                  f"{row['images_per_second']:9.0f} images/s", flush=True)
+            per_rank = distributed.launch(sync_free, (data, folder), n_gpus, "nccl", None)
+            print(f"synchronisations in the DDP training step, by rank: {per_rank}")
     ips = {name: row["images_per_second"] for name, row in results.items()}
+    several = (f"; {n_gpus} GPUs vs 1: {ips[f'fp16 x {n_gpus} GPUs'] / ips['fp16']:.2f}x"
+               if n_gpus > 1 else "")
     print(f"bf16 vs fp16: {ips['bf16'] / ips['fp16']:.2f}x images/s; "
-          f"compile vs bf16: {ips['bf16+compile'] / ips['bf16']:.2f}x")
+          f"compile vs bf16: {ips['bf16+compile'] / ips['bf16']:.2f}x{several}")
 
 
 if __name__ == "__main__":

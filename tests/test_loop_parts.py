@@ -26,6 +26,8 @@ from simple_cnn.training.loop import (
     _update_best,
     amp_name,
     autocast_factory,
+    epoch_order,
+    epoch_seed,
     evaluate,
     make_optimizer,
     predict_logits,
@@ -235,8 +237,8 @@ def test_an_epoch_is_the_same_whatever_its_log_interval(tmp_path):
 @pytest.mark.parametrize("augment", [AUGMENT, BatchAugment("standard", [0.5] * 3, [0.25] * 3, 3)],
                          ids=["none", "standard"])
 def test_an_epoch_reads_the_device_once_per_interval_not_once_per_step(tmp_path, monkeypatch, augment):
-    reads = {"item": 0, "bool": 0}
-    item, as_bool = torch.Tensor.item, torch.Tensor.__bool__
+    reads = {"item": 0, "tolist": 0, "bool": 0}
+    item, tolist, as_bool = torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__
 
     def counted(name, real):
         def read(self, *args):
@@ -245,9 +247,11 @@ def test_an_epoch_reads_the_device_once_per_interval_not_once_per_step(tmp_path,
         return read
 
     monkeypatch.setattr(torch.Tensor, "item", counted("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counted("tolist", tolist))
     monkeypatch.setattr(torch.Tensor, "__bool__", counted("bool", as_bool))
     epoch_of(tmp_path, log_every=2, augment=augment)  # 4 steps: 2 intervals
-    assert reads == {"item": 3, "bool": 2}  # the sums at the end; the loss check per interval
+    # the loss check once per interval; at the end the sums (one read) and the skipped steps
+    assert reads == {"item": 1, "tolist": 1, "bool": 2}
 
 
 def test_a_non_finite_loss_found_late_is_replayed_to_its_exact_step(tmp_path):
@@ -274,8 +278,7 @@ def test_an_epochs_row_is_the_mean_loss_and_accuracy_of_its_steps(tmp_path):
     of the seeded permutation, so the row can be computed without the loop."""
     row, run = epoch_of(tmp_path, log_every=3, lr=1e-30, scheduler="constant")
     data, labels = epoch_data()
-    torch.manual_seed(0)
-    order = torch.randperm(24)
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(epoch_seed(0, "order", 1)))
     losses, correct = [], 0
     with torch.no_grad():
         for step in range(4):
@@ -349,3 +352,12 @@ def test_a_non_finite_loss_that_a_replay_does_not_meet_again_is_named_by_its_ste
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, steps 1-4, did not recur when replayed"):
         train_one_epoch(run, 1, *epoch_data())
     assert model[1].calls == 8  # the interval, then its replay
+
+
+def test_each_epoch_has_its_own_seeded_order_and_augmentation_seed():
+    orders = [epoch_order(seed, epoch, 50) for seed, epoch in ((0, 1), (0, 1), (0, 2), (1, 1))]
+    assert torch.equal(orders[0], orders[1]) and sorted(orders[0].tolist()) == list(range(50))
+    assert not torch.equal(orders[0], orders[2]) and not torch.equal(orders[0], orders[3])
+    seeds = {epoch_seed(0, "augment", 1, 0), epoch_seed(0, "augment", 1, 1),
+             epoch_seed(0, "augment", 2, 0), epoch_seed(1, "augment", 1, 0), epoch_seed(0, "order", 1, 0)}
+    assert len(seeds) == 5 and epoch_seed(0, "augment", 1, 0) == epoch_seed(0, "augment", 1, 0)

@@ -23,6 +23,7 @@ from simple_cnn.errors import (
     ConcurrentRunError,
     ConfigError,
     DataError,
+    DistributedTrainingError,
     NonFiniteLossError,
     StudyIncompleteError,
     TrackingError,
@@ -41,8 +42,8 @@ def cli() -> None:
 
 
 # Errors whose message already says what is wrong and how to fix it: shown without traceback.
-READABLE = (ClusterError, ConfigError, ConcurrentRunError, DataError, NonFiniteLossError,
-            ParameterValidationError, StudyIncompleteError, TrackingError)
+READABLE = (ClusterError, ConfigError, ConcurrentRunError, DataError, DistributedTrainingError,
+            NonFiniteLossError, ParameterValidationError, StudyIncompleteError, TrackingError)
 TRACEBACK_VARIABLE = "SIMPLE_CNN_TRACEBACK"
 
 

@@ -45,3 +45,8 @@ class StudyIncompleteError(RuntimeError):
 class TrackingError(RuntimeError):
     """The MLflow store cannot take the run (unreachable, read-only, or written by another
     MLflow version); raised before any node runs, the message says what to do."""
+
+
+class DistributedTrainingError(RuntimeError):
+    """A training process of several failed or died; the message names its rank, what
+    happened, and that the last complete checkpoint is kept."""

@@ -4,6 +4,7 @@ comparison report landed."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from copy import deepcopy
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.io import MemoryDataset, SharedMemoryDataset
 from kedro.io.core import AbstractDataset, AbstractVersionedDataset, Version, VersionNotFoundError
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
@@ -72,8 +74,6 @@ class ParallelRunnerHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
         if "ParallelRunner" not in str(run_params.get("runner") or ""):
             return
-        from kedro.io import MemoryDataset, SharedMemoryDataset
-
         for name in pipeline.datasets():
             if name in catalog and type(catalog.get(name)) is MemoryDataset and not name.startswith("params:"):
                 catalog[name] = SharedMemoryDataset()
@@ -108,8 +108,6 @@ class StaleOutputsHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
         if not run_params.get("only_missing_outputs"):
             return
-        from kedro.io import MemoryDataset
-
         def persistent(name: str) -> bool:
             return name in catalog and not isinstance(catalog.get(name), MemoryDataset)
 
@@ -139,6 +137,52 @@ class _Stale(AbstractDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {"stale": self._dataset._describe()}
+
+
+class TorchrunRanksHooks:
+    """Under ``torchrun`` every process runs the whole ``kedro run``, and the processes train
+    ``train_cnn`` together; only rank 0 writes. The other ranks keep what they would save in
+    memory (each persistent dataset of the run is wrapped; what exists is still read from
+    disk) and log warnings only. Outside torchrun this does nothing."""
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
+        if launcher_rank() == 0:
+            return
+        for logger_name in ("kedro", "simple_cnn"):
+            logging.getLogger(logger_name).setLevel(logging.WARNING)
+        replacing = logging.getLogger("kedro.io.data_catalog")  # warns of each replaced dataset
+        replacing.setLevel(logging.ERROR)
+        for name in sorted(pipeline.datasets()):
+            if name.startswith("params:") or name == "parameters" or name not in catalog:
+                continue
+            if not isinstance(catalog.get(name), MemoryDataset):
+                catalog[name] = _RankLocal(catalog.get(name))
+        replacing.setLevel(logging.WARNING)
+
+
+def launcher_rank() -> int:
+    """The rank torchrun gave this process (0 without torchrun)."""
+    return int(os.environ.get("RANK", 0))
+
+
+class _RankLocal(AbstractDataset):
+    """What a rank other than 0 saves stays in its memory; the rest is read as usual."""
+
+    def __init__(self, dataset: AbstractDataset) -> None:
+        self._dataset, self._saved = dataset, MemoryDataset()
+
+    def _load(self) -> Any:
+        return self._saved.load() if self._saved.exists() else self._dataset.load()
+
+    def _save(self, data: Any) -> None:
+        self._saved.save(data)
+
+    def _exists(self) -> bool:
+        return self._saved.exists() or self._dataset.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"rank_local": self._dataset._describe()}
 
 
 class ParameterChecksHooks:
@@ -210,7 +254,7 @@ class RunProfileHooks:
         if _profile_sink is not None:
             _profile_sink.extend(self._rows)
             return
-        if not self._rows:
+        if not self._rows or launcher_rank() != 0:  # under torchrun, rank 0 profiles the run
             return
         # printed, not logged: a log handler would wrap the table's lines
         print(f"\nRun profile (wall seconds, peak resident memory per node):\n"

@@ -30,10 +30,11 @@ from simple_cnn.hooks import (  # noqa: E402
     RunIsolationHooks,
     RunProfileHooks,
     StaleOutputsHooks,
+    TorchrunRanksHooks,
 )
 
 HOOKS = (AblationStudiesHooks(), ParameterChecksHooks(), RunIsolationHooks(), StaleOutputsHooks(),
-         ParallelRunnerHooks(), RunProfileHooks(), *tracking.hooks())
+         ParallelRunnerHooks(), TorchrunRanksHooks(), RunProfileHooks(), *tracking.hooks())
 
 # With the `mlflow` extra, kedro-mlflow's hook is in HOOKS above (as the project's subclass,
 # with the project's store and checks; SIMPLE_CNN_TRACKING=off leaves it out), not registered

@@ -23,7 +23,9 @@ def installed() -> bool:
 
 
 def switched_off() -> bool:
-    return os.environ.get(SWITCH, "on").strip().lower() in ("off", "0", "false", "no")
+    """Off by the switch, and in torchrun's processes other than rank 0 (rank 0 records the run)."""
+    off = os.environ.get(SWITCH, "on").strip().lower() in ("off", "0", "false", "no")
+    return off or int(os.environ.get("RANK", 0)) > 0
 
 
 def hooks() -> tuple:

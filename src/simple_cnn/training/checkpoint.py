@@ -27,8 +27,9 @@ from filelock import FileLock, Timeout
 from simple_cnn.errors import ConcurrentRunError, ConfigError
 from simple_cnn.training.config import TrainConfig
 
-# Settings that do not change what is trained: how it runs, shown or resumed.
-NOT_SHAPING = ("resume", "progress_bar", "device", "compile", "log_every")
+# Settings that do not change what is trained: how it runs, shown or resumed. A run may resume
+# on another number of processes (the loop says what changes then).
+NOT_SHAPING = ("resume", "progress_bar", "device", "compile", "log_every", "distributed")
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:

@@ -15,6 +15,16 @@ SEED_RANGE = (0, 2**32 - 1)  # what NumPy's and torch's generators accept
 AmpMode = Choice("auto", "fp16", "bf16", "off")  # `amp: off` in YAML arrives as False
 
 
+class DistributedConfig(Model):
+    """``cnn.training.distributed``: training on several processes (DistributedDataParallel).
+    Under ``torchrun`` the launcher decides the processes and ``nproc_per_node`` is not used."""
+
+    nproc_per_node: Int = Field(1, ge=1)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    threads_per_process: Int | None = Field(None, ge=1)
+    sync_batchnorm: bool = False
+
+
 class TrainConfig(Model):
     """The ``cnn.training`` parameters. Rules that need the data size (batch vs training set,
     warmup vs training length in steps) are checked by :meth:`steps_per_epoch` and
@@ -44,6 +54,7 @@ class TrainConfig(Model):
     resume: bool = False
     progress_bar: bool = True
     log_every: Int = Field(50, ge=1)
+    distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

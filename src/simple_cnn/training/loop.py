@@ -2,8 +2,13 @@
 
 ``fit`` trains a model on uint8 image tensors and returns the best weights (by validation
 accuracy) with the history. Every epoch ends with a checkpoint (model, optimiser, scheduler,
-grad scaler, RNG states, history, early-stopping state) written atomically, so a run killed at
-any point resumes with ``resume=True`` and ends exactly as an uninterrupted one would (on CPU).
+grad scaler, history, early-stopping state) written atomically, so a run killed at any point
+resumes with ``resume=True`` and ends exactly as an uninterrupted one would (on CPU).
+
+In a process group (``distributed``) the same loop is one rank of DistributedDataParallel:
+``batch_size`` is the global batch, each epoch's permutation (seeded by seed and epoch) is the
+same on every rank and each rank takes its slice of every global batch; augmentation is seeded
+per rank and epoch; rank 0 evaluates, decides and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 from torch import nn
 
 from simple_cnn.augment import BatchAugment
+from simple_cnn.training import distributed
 from simple_cnn.training.checkpoint import (
     checkpoint_lock,
     load_checkpoint,
@@ -36,6 +42,7 @@ from simple_cnn.training.diagnostics import (
     first_non_finite_layer,
     non_finite_message,
 )
+from simple_cnn.training.distributed import PeerStopped, World
 from simple_cnn.training.schedule import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -148,8 +155,9 @@ def fit(
     with ``config.seed`` for shuffling, augmentation and dropout. The checkpoint at
     ``checkpoint_path`` belongs to this call while it runs: a concurrent one is refused.
     """
-    with checkpoint_lock(Path(checkpoint_path)):
-        return _fit(model, train_images, train_labels, val_images, val_labels, augment, config,
+    world = distributed.current()
+    with checkpoint_lock(Path(checkpoint_path)) if world.main else contextlib.nullcontext():
+        return _fit(world, model, train_images, train_labels, val_images, val_labels, augment, config,
                     Path(checkpoint_path), model_config or {}, on_epoch_end)
 
 
@@ -178,6 +186,7 @@ class _Run:
     total_steps: int
     epochs: int
     checkpoint_path: Path
+    world: World = World()
     state: _State = field(default_factory=_State)
 
     def steps_in(self, epoch: int) -> int:
@@ -185,31 +194,35 @@ class _Run:
         return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
 
 
-def _fit(model, train_images, train_labels, val_images, val_labels, augment, config,
+def _fit(world: World, model, train_images, train_labels, val_images, val_labels, augment, config,
          checkpoint_path: Path, model_config: dict[str, Any], on_epoch_end) -> FitResult:
-    device = resolve_device(config.device)
+    device = world.device(resolve_device(config.device))
+    distributed.check_world(world.size, config.batch_size, device)
     amp_dtype = resolve_amp(config.amp, device)
     steps_per_epoch = config.steps_per_epoch(len(train_images))
     config.check_schedule(steps_per_epoch)
-    _warn_small_batch_norm(model, config.batch_size)
+    _warn_small_batch_norm(model, config.batch_size // world.size)
     signature = run_signature(config, augment.preset, train_images, train_labels)
     checkpoint = load_checkpoint(checkpoint_path, model_config, signature) if config.resume else None
-    run = _build(model, augment, config, device, amp_dtype, steps_per_epoch, checkpoint_path)
+    run = _build(model, augment, config, device, amp_dtype, steps_per_epoch, checkpoint_path, world)
     if checkpoint is not None:
         _restore(run, checkpoint)
     images, labels = to_device_images(train_images, device), _labels(train_labels, device)
     val_x, val_y = to_device_images(val_images, device), _labels(val_labels, device)
     logger.info(
-        "Training on %s (AMP %s): %d images, %d steps/epoch, %d epochs (%d steps), augmentation %s.",
-        device, amp_name(amp_dtype), len(images), steps_per_epoch, run.epochs, run.total_steps,
-        augment.preset,
+        "Training on %s (AMP %s): %d images, %d steps/epoch, %d epochs (%d steps), augmentation "
+        "%s%s.", device, amp_name(amp_dtype), len(images), steps_per_epoch, run.epochs,
+        run.total_steps, augment.preset, f", {world.size} processes of {config.batch_size // world.size} "
+        f"images per step" if world.size > 1 else "",
     )
     for epoch in range(run.state.epoch + 1, run.epochs + 1):
         row = train_one_epoch(run, epoch, images, labels)
-        row.update(evaluate(run, val_x, val_y))
+        world.copy_buffers(run.model)
+        row = world.from_main({**row, **evaluate(run, val_x, val_y)} if world.main else None)
         _record(run, row)
         stop = _update_best(run, epoch, row["val_accuracy"], has_val=len(val_y) > 0)
-        _checkpoint(run, model_config, signature)
+        if world.main:
+            _checkpoint(run, model_config, signature)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if stop:
@@ -225,8 +238,8 @@ def _checkpoint(run: _Run, model_config: dict[str, Any], signature: dict[str, An
     save_checkpoint(run.checkpoint_path, {
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
-        "rng": _rng_state(), "state": asdict(run.state), "model_config": model_config,
-        "signature": signature,
+        "state": asdict(run.state), "model_config": model_config, "signature": signature,
+        "world_size": run.world.size,
     })
 
 
@@ -234,31 +247,42 @@ def _labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
 
 
-def _build(model, augment, config, device, amp_dtype, steps_per_epoch, checkpoint_path) -> _Run:
-    """Seed, move the model, and make its optimiser, schedule, scaler, loss and autocast."""
+def _build(model, augment, config, device, amp_dtype, steps_per_epoch, checkpoint_path,
+           world: World = World()) -> _Run:
+    """Seed, move the model, and make its optimiser, schedule, scaler, loss and autocast; in a
+    process group, the model of the step is DistributedDataParallel's."""
     torch.manual_seed(config.seed)
     model = model.to(device).to(memory_format=torch.channels_last)
+    model, step_model = distributed.wrap(model, device, world, config.distributed.sync_batchnorm)
     optimizer = make_optimizer(model, config)
     return _Run(
-        model=model, step_model=torch.compile(model) if config.compile else model,
+        model=model, step_model=torch.compile(step_model) if config.compile else step_model,
         optimizer=optimizer, scheduler=build_scheduler(optimizer, config, steps_per_epoch),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
         loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
         autocast=autocast_factory(device, amp_dtype), augment=augment, config=config,
         steps_per_epoch=steps_per_epoch, total_steps=config.total_steps(steps_per_epoch),
-        epochs=config.num_epochs(steps_per_epoch), checkpoint_path=checkpoint_path,
+        epochs=config.num_epochs(steps_per_epoch), checkpoint_path=checkpoint_path, world=world,
     )
 
 
 def _restore(run: _Run, checkpoint: dict[str, Any]) -> None:
-    """Continue where ``checkpoint`` ended: weights, optimiser, schedule, scaler, RNG, history."""
+    """Continue where ``checkpoint`` ended: weights, optimiser, schedule, scaler, history. (Each
+    epoch seeds its own order and augmentation, so no RNG state needs restoring.)"""
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
     run.scaler.load_state_dict(checkpoint["scaler"])
     run.state = _State(**checkpoint["state"])
-    _set_rng_state(checkpoint["rng"])
     logger.info("Resumed from %s after epoch %d.", run.checkpoint_path, run.state.epoch)
+    written_by = checkpoint.get("world_size", 1)
+    if written_by != run.world.size:
+        logger.warning(
+            "Resuming a run of %d process(es) on %d: the data order, weights, optimiser and "
+            "schedule continue exactly, but each process now takes %d images per step (was %d), "
+            "so augmentation draws and per-process BatchNorm statistics differ from an "
+            "uninterrupted run.", written_by, run.world.size, run.config.batch_size // run.world.size,
+            run.config.batch_size // written_by)
 
 
 @dataclass
@@ -285,15 +309,17 @@ def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.T
     The steps do not wait for the device: the loss check, the skipped fp16 steps and the sums
     stay on it and are read once every ``log_every`` steps. If a loss was not finite, the
     interval is replayed from a snapshot taken at its start, checking each step, so that the
-    NaN trap names the exact step and layer as a per-step check would."""
+    NaN trap names the exact step and layer as a per-step check would. In a process group the
+    row holds every rank's images (loss and accuracy over the global batch, images/s summed)."""
     from tqdm.auto import tqdm
 
-    config, n_steps = run.config, run.steps_in(epoch)
+    config, n_steps, world = run.config, run.steps_in(epoch), run.world
     run.model.train()
     started = time.perf_counter()
-    order = torch.randperm(len(images), device=images.device)
+    order = epoch_order(config.seed, epoch, len(images)).to(images.device)
+    torch.manual_seed(epoch_seed(config.seed, "augment", epoch, world.rank))
     totals = _Totals.zeros(images.device)
-    show_bar = config.progress_bar and sys.stderr.isatty()
+    show_bar = config.progress_bar and world.main and sys.stderr.isatty()
     bar = tqdm(total=n_steps, desc=f"epoch {epoch}/{run.epochs}", disable=not show_bar,
                leave=False, unit="step")
     for first in range(0, n_steps, config.log_every):
@@ -301,7 +327,7 @@ def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.T
         snapshot = _Snapshot.take(run, totals)
         for step in steps:
             _train_step(run, epoch, step, images, labels, order, totals, check=False)
-        if not bool(totals.finite):  # the interval's one wait for the device
+        if not bool(world.all(totals.finite)):  # the interval's one wait for the device
             snapshot.restore(run, totals)
             for step in steps:  # raises at the first non-finite loss
                 _train_step(run, epoch, step, images, labels, order, totals, check=True)
@@ -309,7 +335,7 @@ def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.T
                                      f"{steps[-1] + 1}, did not recur when replayed (a "
                                      f"non-deterministic kernel); lower cnn.training.lr.")
         if show_bar:
-            seen = (steps[-1] + 1) * config.batch_size
+            seen = (steps[-1] + 1) * config.batch_size // world.size
             bar.update(len(steps))
             bar.set_postfix(loss=f"{totals.loss.item() / (steps[-1] + 1):.3f}",
                             acc=f"{totals.correct.item() / seen:.3f}",
@@ -317,19 +343,36 @@ def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.T
                             img_s=f"{seen / (time.perf_counter() - started):.0f}")
     bar.close()
     seconds = time.perf_counter() - started
-    n_seen = n_steps * config.batch_size
-    return {"epoch": epoch, "train_loss": totals.loss.item() / n_steps,
-            "train_accuracy": totals.correct.item() / n_seen, "lr": run.optimizer.param_groups[0]["lr"],
-            "seconds": seconds, "images_per_second": n_seen / seconds,
-            "skipped_steps": int(totals.skipped.item())}
+    n_seen = n_steps * config.batch_size  # over all ranks
+    loss, correct, rate = world.sum(torch.stack([
+        totals.loss, totals.correct.float(), torch.tensor(n_seen / world.size / seconds,
+                                                          device=totals.loss.device)]).double()).tolist()
+    return {"epoch": epoch, "train_loss": loss / (n_steps * world.size),
+            "train_accuracy": correct / n_seen, "lr": run.optimizer.param_groups[0]["lr"],
+            "seconds": seconds, "images_per_second": rate,
+            "skipped_steps": int(totals.skipped.item())}  # the same on every rank
+
+
+def epoch_seed(seed: int, purpose: str, *keys: int) -> int:
+    """A seed for one purpose of one epoch (and rank), well mixed by NumPy's SeedSequence."""
+    words = [seed, *purpose.encode(), *keys]
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0])
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The epoch's permutation of the training images: the same on every rank, and after a
+    resume, whatever ran before."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, "order", epoch)))
 
 
 def _train_step(run: _Run, epoch: int, step: int, images: torch.Tensor, labels: torch.Tensor,
                 order: torch.Tensor, totals: _Totals, check: bool) -> None:
-    """One optimiser step on batch ``step`` of ``order``, adding to ``totals`` on the device.
-    With ``check`` it waits for the loss, and raises the NaN trap's error on a non-finite one."""
-    batch_size = run.config.batch_size
-    index = order[step * batch_size : (step + 1) * batch_size]
+    """One optimiser step on (this rank's slice of) global batch ``step`` of ``order``, adding to
+    ``totals`` on the device. With ``check`` it waits for the loss, and raises the NaN trap's
+    error on a non-finite one (on every rank: the others stop with ``PeerStopped``)."""
+    world, per_rank = run.world, run.config.batch_size // run.world.size
+    start = step * run.config.batch_size + world.rank * per_rank
+    index = order[start : start + per_rank]
     x, y = run.augment(images[index], labels[index])
     x = x.contiguous(memory_format=torch.channels_last)
     lr = run.optimizer.param_groups[0]["lr"]
@@ -337,8 +380,10 @@ def _train_step(run: _Run, epoch: int, step: int, images: torch.Tensor, labels: 
         logits = run.step_model(x)
         loss = run.loss_fn(logits, y)
     finite = torch.isfinite(loss)
-    if check and not finite:
-        raise _non_finite(run, epoch, step, lr, loss, x, y)
+    if check and not world.all(finite):
+        if not finite:
+            raise _non_finite(run, epoch, step, lr, loss, x, y)
+        raise PeerStopped(f"another rank's loss was not finite at step {step + 1}")
     totals.finite &= finite
     totals.skipped += _optimiser_step(run, loss)
     run.state.history["lr_per_step"].append(lr)
@@ -444,7 +489,8 @@ def _update_best(run: _Run, epoch: int, val_accuracy: float, has_val: bool) -> b
 def _result(run: _Run, has_val: bool, device: torch.device, amp_dtype) -> FitResult:
     state = run.state
     history = copy.deepcopy(state.history)
-    history.update(best_epoch=state.best_epoch,
+    history.update(world_size=run.world.size, global_batch_size=run.config.batch_size,
+                   best_epoch=state.best_epoch,
                    best_val_accuracy=state.best_accuracy if has_val else None,
                    train_seconds=float(sum(history["seconds"])),
                    steps_per_epoch=run.steps_per_epoch, total_steps=run.total_steps,

@@ -20,9 +20,10 @@ from simple_cnn.metrics import classification_metrics
 from simple_cnn.models import ModelConfig, SimpleCNN
 from simple_cnn.parameters import CnnParams
 from simple_cnn.params import build
-from simple_cnn.training import fit, predict_logits
+from simple_cnn.training import predict_logits
 from simple_cnn.training.config import TrainConfig, resolve_amp, resolve_device
 from simple_cnn.training.diagnostics import activation_stats
+from simple_cnn.training.launch import fit_on_processes
 from simple_cnn.training.loop import autocast_factory, to_device_images
 
 logger = logging.getLogger(__name__)
@@ -122,14 +123,15 @@ def train_cnn(
     evaluation reports of the run) and the training history.
 
     A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it).
-    With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split."""
+    With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split.
+    ``training.distributed`` (or torchrun) trains on several processes; rank 0's result."""
     config = _model_config(params, dataset_summary)
     train_config = params.training
     train_split = training_part(train_split, train_config)
     augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
-    result = fit(
+    result = fit_on_processes(
         model,
         _images(train_split["images"], config), train_split["labels"],
         _images(val_split["images"], config), val_split["labels"],
@@ -137,8 +139,12 @@ def train_cnn(
     )
     history = {**result.history, "device": result.device, "amp": result.amp,
                "augmentation": augment.preset}
-    logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
-                history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
+    if history["best_val_accuracy"] is None:
+        logger.info("No validation split: kept the last epoch (%d); %.1f s of training.",
+                    history["best_epoch"], history["train_seconds"])
+    else:
+        logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
+                    history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
     return {"state_dict": result.best_state, "training": _run_details(history)}, history
 
 
@@ -161,6 +167,8 @@ def _run_details(history: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": history["train_seconds"], "device": history["device"],
         "amp": history["amp"], "augmentation": history["augmentation"],
         "skipped_steps": int(sum(history["skipped_steps"])),  # fp16 inf/NaN gradients
+        "world_size": history["world_size"], "global_batch_size": history["global_batch_size"],
+        "images_per_second": float(np.mean(history["images_per_second"])),  # summed over ranks
     }
 
 

@@ -1,0 +1,279 @@
+"""Training on several processes with torch.distributed (DistributedDataParallel).
+
+A process is rank ``r`` of a world of ``n`` (one process: rank 0 of 1, and everything here is a
+no-op). The processes come from one of two places:
+
+- ``launch``: ``cnn.training.distributed.nproc_per_node`` workers on this machine, started by
+  torch's elastic launcher (c10d rendezvous on 127.0.0.1, a free port, no restarts). It returns
+  rank 0's result; a worker that fails takes the others down and its error comes back, with
+  its rank.
+- ``torchrun`` (one or several machines): every process runs ``kedro run`` and ``joined``
+  joins the process group that torchrun describes in the environment.
+
+The loop uses the collectives below: sums over ranks, a broadcast of rank 0's decision, and
+rank 0's BatchNorm statistics copied to every rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from simple_cnn.errors import (
+    ConcurrentRunError,
+    ConfigError,
+    DataError,
+    DistributedTrainingError,
+    NonFiniteLossError,
+)
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "cnn.training.distributed"
+OWN_ERRORS = (ConfigError, DataError, NonFiniteLossError, ConcurrentRunError)  # raised as they are
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that writes checkpoints and whose result is kept."""
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """One GPU per process on CUDA (by local rank), the device itself otherwise."""
+        return torch.device("cuda", self.local_rank) if device.type == "cuda" and self.size > 1 else device
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over the ranks (in place)."""
+        if self.size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def all(self, flag: torch.Tensor) -> torch.Tensor:
+        """True on every rank iff ``flag`` is true on every rank."""
+        if self.size == 1:
+            return flag
+        as_int = flag.to(torch.int32)
+        dist.all_reduce(as_int, op=dist.ReduceOp.MIN)
+        return as_int.bool()
+
+    def from_main(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (a picklable object; other ranks may pass None)."""
+        if self.size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def copy_buffers(self, model: nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank, so that all ranks hold
+        the same model: each rank's last forward pass updated them with its own images."""
+        if self.size > 1:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
+
+def current() -> World:
+    """This process's rank and world (rank 0 of 1 outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return World()
+
+
+def environment_rank() -> int:
+    """The rank that a launcher (torchrun) gave this process; 0 when there is none."""
+    return int(os.environ.get("RANK", 0))
+
+
+def under_torchrun() -> bool:
+    """Started by torchrun (or another launcher) as one of several processes."""
+    return int(os.environ.get("WORLD_SIZE", 1)) > 1 and "MASTER_ADDR" in os.environ
+
+
+def backend_for(requested: str, device: torch.device) -> str:
+    """The process group's backend: NCCL between GPUs, Gloo between CPU processes."""
+    if requested == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if requested == "nccl" and device.type != "cuda":
+        raise ConfigError(f"{PREFIX}.backend=nccl needs CUDA GPUs, and training runs on "
+                          f"{device.type}; use backend: auto (Gloo on CPU) or gloo.")
+    return requested
+
+
+def check_world(size: int, batch_size: int, device: torch.device) -> None:
+    """Refuse a world that cannot train: more processes than GPUs, a global batch that does not
+    split evenly, a device that DDP does not support."""
+    if size == 1:
+        return
+    if device.type == "mps":
+        raise ConfigError(f"{PREFIX}.nproc_per_node={size}: DistributedDataParallel does not "
+                          "support Apple's MPS; use nproc_per_node: 1, or device: cpu.")
+    if device.type == "cuda" and size > torch.cuda.device_count():
+        raise ConfigError(f"{PREFIX}.nproc_per_node={size} but {torch.cuda.device_count()} "
+                          "GPU(s) are visible (one process per GPU); use at most that many, or "
+                          "check CUDA_VISIBLE_DEVICES.")
+    if batch_size % size:
+        raise ConfigError(f"cnn.training.batch_size={batch_size} (the global batch) does not "
+                          f"split evenly over {size} processes; use a multiple of {size}, e.g. "
+                          f"{max(size, batch_size - batch_size % size)}.")
+
+
+@contextlib.contextmanager
+def joined(backend: str) -> Iterator[World]:
+    """Inside torchrun: join its process group for the block (and leave it afterwards)."""
+    if dist.is_initialized():
+        yield current()
+        return
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend)
+    try:
+        yield current()
+    finally:
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, device: torch.device, world: World,
+         sync_batchnorm: bool) -> tuple[nn.Module, nn.Module]:
+    """The model and the model of the training step: in a world of several ranks the step's is
+    DistributedDataParallel's (BatchNorm made SyncBatchNorm on CUDA if asked)."""
+    if world.size == 1:
+        return model, model
+    if sync_batchnorm and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model, nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def launch(entry: Callable[..., Any], args: tuple, nproc: int, backend: str,
+           threads: int | None) -> Any:
+    """``entry(*args)`` on ``nproc`` new processes of one world; the return values by rank.
+
+    CPU workers use ``threads`` threads each (default 1: the processes share the cores)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0", run_id=f"simple-cnn-{os.getpid()}", max_restarts=0,
+        monitor_interval=0.1, start_method=_start_method(backend), local_addr="127.0.0.1",
+    )
+    level = logging.getLogger("simple_cnn").getEffectiveLevel()
+    with tempfile.TemporaryDirectory(prefix="simple-cnn-ranks-") as errors, _fork_safe():
+        try:
+            results = elastic_launch(config, _worker)(entry, args, backend, threads, errors, level)
+        except ChildFailedError as failure:
+            error, cause = _failure(failure, Path(errors), nproc)
+            raise error from cause
+    return [results[rank] for rank in range(nproc)]
+
+
+@contextlib.contextmanager
+def _fork_safe() -> Iterator[None]:
+    """Collect this process's garbage before forking, and freeze the rest: a forked worker must
+    not run the destructors of objects it inherited (an earlier run's process-group objects
+    crash when destroyed outside the process that made them)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _start_method(backend: str) -> str:
+    """Fork for CPU processes on Linux (0.3 s, against 7 s for each process to import torch
+    again; PyTorch's DataLoader forks its workers the same way); spawn where a forked process
+    could not use CUDA, and on other systems."""
+    linux = sys.platform.startswith("linux")
+    return "fork" if backend == "gloo" and linux and not torch.cuda.is_initialized() else "spawn"
+
+
+class PeerStopped(RuntimeError):
+    """Raised by the ranks that stop because another rank found the error (not reported)."""
+
+
+def _worker(entry: Callable[..., Any], args: tuple, backend: str, threads: int | None,
+            errors: str, level: int) -> Any:
+    rank = environment_rank()
+    if not logging.getLogger().handlers:  # spawned: a fresh process
+        logging.basicConfig(format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("simple_cnn").setLevel(level if rank == 0 else logging.WARNING)
+    if backend == "gloo":
+        torch.set_num_threads(threads or 1)
+    else:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend)
+    outcome = Path(errors) / f"rank_{rank}"
+    try:
+        result = entry(*args)
+    except PeerStopped:
+        outcome.with_suffix(".stopped").touch()
+        raise
+    except BaseException as error:  # kept for the parent, which raises it in the node
+        with contextlib.suppress(Exception):
+            outcome.with_suffix(".pickle").write_bytes(pickle.dumps(error))
+        raise
+    outcome.with_suffix(".done").touch()
+    dist.destroy_process_group()
+    return result
+
+
+STOPPED = ("; the other processes were stopped. The last complete checkpoint is kept (resume "
+           "with cnn.training.resume: true).")
+
+
+def _failure(failure, outcomes: Path, nproc: int) -> tuple[BaseException, BaseException | None]:
+    """The error to raise for failed workers, and its cause.
+
+    Each worker leaves its outcome in ``outcomes``: an error (pickled), stopped for a peer's
+    error, or done. A rank that left nothing died (a signal, ``os._exit``, the OOM killer) or
+    was stopped by the launcher after another rank failed; it is the root cause when the
+    others' errors are only about lost connections."""
+    raised = {int(p.stem.split("_")[1]): pickle.loads(p.read_bytes())
+              for p in sorted(outcomes.glob("rank_*.pickle"))}
+    silent = [r for r in range(nproc) if not list(outcomes.glob(f"rank_{r}.*"))]
+    causes = {r: e for r, e in raised.items() if not _lost_peer(e)}
+    if silent and not causes:
+        rank = silent[0]
+        signal = failure.failures.get(rank).signal_name() if rank in failure.failures else "<N/A>"
+        how = f"was killed by {signal}" if signal != "<N/A>" else "died without an error (killed? out of memory?)"
+        return DistributedTrainingError(f"Training process rank {rank} of {nproc} {how}{STOPPED}"), None
+    own = {r: e for r, e in causes.items() if isinstance(e, OWN_ERRORS)}
+    if own:
+        return own[min(own)], None
+    rank, error = min((causes or raised).items()) if (causes or raised) else (None, None)
+    if error is None:
+        rank, first = failure.get_first_failure()
+        return DistributedTrainingError(
+            f"Training process rank {rank} of {nproc} exited with code {first.exitcode}{STOPPED}"), None
+    return DistributedTrainingError(
+        f"Training process rank {rank} of {nproc} failed: {type(error).__name__}: {error}{STOPPED}"), error
+
+
+def _lost_peer(error: BaseException) -> bool:
+    """An error of the communication itself (a peer process is gone), not of the training."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        sign in text for sign in ("Connection reset by peer", "Connection closed by peer",
+                                  "Broken pipe", "remote process exited"))

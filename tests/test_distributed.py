@@ -1,0 +1,196 @@
+"""Training on two processes: DistributedDataParallel over Gloo on 127.0.0.1 (one thread each).
+
+The model has GroupNorm (no batch statistics) and no dropout, and the images are not
+augmented, so a two-process run can be compared with a one-process run of the same global
+batch: only the order of float sums differs (each rank's mean over its half, then the mean of
+the two gradients, against one mean over the whole batch)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from simple_cnn.augment import BatchAugment
+from simple_cnn.data.raw import channel_stats
+from simple_cnn.data.synthetic import make_synthetic
+from simple_cnn.errors import ConfigError, DistributedTrainingError, NonFiniteLossError
+from simple_cnn.models import ModelConfig, SimpleCNN
+from simple_cnn.training import TrainConfig, distributed, fit
+from simple_cnn.training.distributed import check_world
+from simple_cnn.training.launch import fit_on_processes
+from simple_cnn.training.loop import FitResult
+
+DATA = make_synthetic(n_train=640, n_test=160, seed=5)
+MEAN, STD = channel_stats(DATA.train_images)
+MODEL = ModelConfig(base_width=8, num_groups=4, norm="group", hidden_units=32, dropout=0.0)
+AUGMENT = BatchAugment("none", MEAN, STD, num_classes=10)
+TIMING = ("seconds", "images_per_second", "train_seconds")
+
+
+def settings(**changes) -> TrainConfig:
+    return TrainConfig(**{"epochs": 3, "batch_size": 64, "lr": 0.05, "warmup": 1, "amp": "off",
+                          "device": "cpu", "seed": 3, "progress_bar": False,
+                          "label_smoothing": 0.1, **changes})
+
+
+def arguments(checkpoint: Path, config: TrainConfig, on_epoch_end=None) -> tuple:
+    torch.manual_seed(0)
+    return (SimpleCNN(MODEL), DATA.train_images, DATA.train_labels, DATA.test_images,
+            DATA.test_labels, AUGMENT, config, checkpoint, MODEL.model_dump(), on_epoch_end)
+
+
+def on_two(checkpoint: Path, on_epoch_end=None, **changes) -> list[FitResult]:
+    """``fit`` on two processes; every rank's result."""
+    return distributed.launch(fit, arguments(checkpoint, settings(**changes), on_epoch_end), 2,
+                              "gloo", None)
+
+
+def without_timing(history: dict) -> dict:
+    return {k: v for k, v in history.items() if k not in TIMING}
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> list[FitResult]:
+    return on_two(tmp_path_factory.mktemp("two") / "last.pt")
+
+
+def test_both_ranks_end_with_bit_identical_weights_and_history(two):
+    zero, one = two
+    assert zero.best_state.keys() == one.best_state.keys()
+    assert all(torch.equal(zero.best_state[k], one.best_state[k]) for k in zero.best_state)
+    assert without_timing(zero.history) == without_timing(one.history)
+    assert (zero.history["world_size"], zero.history["global_batch_size"]) == (2, 64)
+    assert zero.history["best_val_accuracy"] > 0.4  # it learns (chance: 0.1)
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory) -> FitResult:
+    return fit(*arguments(tmp_path_factory.mktemp("one") / "last.pt", settings()))
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(two, one):
+    """Tolerance: float32 sums in another order differ by ~1e-7 relative per step; over 30
+    SGD steps with momentum that grows to ~1e-6 on the weights, so 1e-4 (absolute, on weights
+    of ~0.1) still fails any real difference in the data, the slices or the gradient average
+    (a rank on the wrong slice, a sum instead of a mean: differences of 1e-2 and more)."""
+    for key, weights in one.best_state.items():
+        torch.testing.assert_close(two[0].best_state[key], weights, rtol=0, atol=1e-4)
+    for key in ("train_loss", "val_loss", "lr_per_step"):
+        assert two[0].history[key] == pytest.approx(one.history[key], rel=1e-4)
+    assert one.history["world_size"] == 1
+
+
+def _die_on_rank_1_after_epoch_1(epoch: int, row: dict) -> None:
+    if epoch == 1 and distributed.current().rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_uninterrupted_result(two, tmp_path):
+    checkpoint = tmp_path / "last.pt"
+    with pytest.raises(DistributedTrainingError, match=r"rank 1 of 2 (was killed by SIGKILL|died without an error)") as error:
+        on_two(checkpoint, on_epoch_end=_die_on_rank_1_after_epoch_1)
+    assert "last complete checkpoint is kept" in str(error.value)
+    assert torch.load(checkpoint, weights_only=True)["state"]["epoch"] == 1
+    assert not list(tmp_path.glob("*.partial"))  # nothing half-written
+    resumed = on_two(checkpoint, resume=True)
+    assert without_timing(resumed[0].history) == without_timing(two[0].history)
+    assert all(torch.equal(resumed[0].best_state[k], v) for k, v in two[0].best_state.items())
+
+
+def _raise_on_rank_1(epoch: int, row: dict) -> None:
+    if distributed.current().rank == 1:
+        raise RuntimeError("disk full on rank 1")
+
+
+def test_a_failing_worker_takes_the_run_down_with_its_rank_and_error(tmp_path):
+    with pytest.raises(DistributedTrainingError, match=r"rank 1 of 2 failed: RuntimeError: "
+                       r"disk full on rank 1") as error:
+        on_two(tmp_path / "last.pt", on_epoch_end=_raise_on_rank_1)
+    assert isinstance(error.value.__cause__, RuntimeError)
+    # the project's own errors come back as they are, with their details
+    with pytest.raises(NonFiniteLossError) as error:
+        on_two(tmp_path / "nan.pt", lr=1e30)
+    assert error.value.details["epoch"] == 1 and error.value.details["step"] >= 1
+    with pytest.raises(ConfigError, match="there is no checkpoint"):
+        on_two(tmp_path / "missing.pt", resume=True)
+
+
+def test_the_node_route_starts_the_processes_and_returns_rank_0s_result(tmp_path):
+    config = settings(epochs=2, distributed={"nproc_per_node": 2})
+    result = fit_on_processes(*arguments(tmp_path / "last.pt", config))
+    assert result.history["world_size"] == 2 and len(result.history["epoch"]) == 2
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"batch_size": 63, "distributed": {"nproc_per_node": 2}},
+     r"batch_size=63 \(the global batch\) does not split evenly over 2 processes; use a multiple of 2"),
+    ({"distributed": {"nproc_per_node": 2, "backend": "nccl"}},
+     r"distributed.backend=nccl needs CUDA GPUs, and training runs on cpu"),
+])
+def test_bad_settings_are_refused_before_any_process_starts(tmp_path, monkeypatch, changes, message):
+    monkeypatch.setattr(distributed, "launch", lambda *a: pytest.fail("a process was started"))
+    with pytest.raises(ConfigError, match=message):
+        fit_on_processes(*arguments(tmp_path / "last.pt", settings(**changes)))
+
+
+def test_more_processes_than_gpus_or_below_one_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"nproc_per_node=4 but 2 GPU\(s\) are visible"):
+        check_world(4, 256, torch.device("cuda"))
+    check_world(2, 256, torch.device("cuda"))
+    with pytest.raises(ValueError, match="nproc_per_node"):
+        TrainConfig(distributed={"nproc_per_node": 0})
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_epoch_1(epoch: int, row: dict) -> None:
+    if epoch == 1:
+        raise _Stop
+
+
+def test_a_run_resumes_on_another_number_of_processes_and_says_what_changes(one, tmp_path, caplog):
+    """Without batch statistics or augmentation nothing changes but the order of float sums."""
+    checkpoint = tmp_path / "last.pt"
+    with pytest.raises(_Stop):
+        fit(*arguments(checkpoint, settings(), on_epoch_end=_stop_after_epoch_1))
+    resumed = on_two(checkpoint, resume=True)[0]
+    assert resumed.history["train_loss"] == pytest.approx(one.history["train_loss"], rel=1e-4)
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["world_size"] == 2 and saved["state"]["epoch"] == 3
+    saved["state"].update(epoch=1, finished=False)
+    torch.save(saved, checkpoint)
+    with caplog.at_level("WARNING"):
+        fit(*arguments(checkpoint, settings(resume=True)))
+    assert ("Resuming a run of 2 process(es) on 1: the data order, weights, optimiser and schedule "
+            "continue exactly, but each process now takes 64 images per step (was 32)") in caplog.text
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_cnn_pipeline_and_rank_0_writes_one_version_of_each_output(smoke_copy):
+    before = {path for path in (smoke_copy / "data").rglob("*") if path.is_file()}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "kedro", "run", "--env", "smoke", "--pipeline", "cnn"],
+        cwd=smoke_copy, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "SIMPLE_CNN_TRACKING": "off"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    new = {path for path in (smoke_copy / "data").rglob("*") if path.is_file()} - before
+    versioned = [path for path in new if "checkpoints" not in path.parts]
+    outputs = {path.parent.parent.name for path in versioned}
+    assert len(versioned) == len(outputs)  # one new version of each
+    assert {"cnn_model.pt", "cnn_training_history.json", "cnn_test_metrics.json",
+            "run_profile.json"} <= outputs
+    model = torch.load(next(p for p in versioned if p.name == "cnn_model.pt"), weights_only=True)
+    assert model["training"]["world_size"] == 2
+    metrics = json.loads(next(p for p in versioned if p.name == "cnn_test_metrics.json").read_text())
+    assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 64)
+    assert metrics["accuracy"] > 0.5
+    assert result.stdout.count("Run profile") == 1  # rank 1 kept quiet
