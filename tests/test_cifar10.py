@@ -133,6 +133,19 @@ def test_download_verifies_and_parses(archive, http_server, tmp_path):
     assert len(http_server.requests) == 1
 
 
+def test_processes_that_fetch_at_once_download_once(archive, http_server, tmp_path):
+    """(torchrun's ranks, or two runs, each read the archive when the pipeline starts.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    http_server.files["/c"] = archive.read_bytes()
+    target = tmp_path / "raw" / "cifar-10-binary.tar.gz"
+    sources = [Cifar10Archive(target, url=http_server.url + "/c", md5=md5_of(archive)) for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        fetched = list(pool.map(lambda source: source.fetch(progress=False), sources))
+    assert fetched == [target] * 3 and target.read_bytes() == archive.read_bytes()
+    assert len(http_server.requests) == 1
+
+
 def test_download_resumes_after_a_dropped_connection(archive, http_server, tmp_path):
     data = archive.read_bytes()
     http_server.files["/c"] = data

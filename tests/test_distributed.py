@@ -126,25 +126,28 @@ def test_the_node_route_starts_the_processes_and_returns_rank_0s_result(tmp_path
     assert result.history["world_size"] == 2 and len(result.history["epoch"]) == 2
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"batch_size": 63, "distributed": {"nproc_per_node": 2}},
-     r"batch_size=63 \(the global batch\) does not split evenly over 2 processes; use a multiple of 2"),
-    ({"distributed": {"nproc_per_node": 2, "backend": "nccl"}},
-     r"distributed.backend=nccl needs CUDA GPUs, and training runs on cpu"),
-])
-def test_bad_settings_are_refused_before_any_process_starts(tmp_path, monkeypatch, changes, message):
+def test_settings_that_cannot_run_on_cpu_are_refused_before_any_process_starts(tmp_path, monkeypatch):
+    """(A global batch that does not split, NCCL without CUDA and nproc_per_node below 1 are
+    refused with the parameters, at session start: tests/test_parameters.py.)"""
     monkeypatch.setattr(distributed, "launch", lambda *a: pytest.fail("a process was started"))
-    with pytest.raises(ConfigError, match=message):
-        fit_on_processes(*arguments(tmp_path / "last.pt", settings(**changes)))
+    config = settings(distributed={"nproc_per_node": 2, "sync_batchnorm": True})
+    with pytest.raises(ConfigError, match=r"distributed.sync_batchnorm=true needs CUDA .* training "
+                       "runs on cpu; set it to false"):
+        fit_on_processes(*arguments(tmp_path / "last.pt", config))
+    config = settings(distributed={"nproc_per_node": 2}).model_copy(update={"batch_size": 1024})
+    with pytest.raises(ConfigError, match=r"batch_size=1024 is larger than the training set \(640"):
+        fit_on_processes(*arguments(tmp_path / "last.pt", config))
 
 
-def test_more_processes_than_gpus_or_below_one_is_refused(monkeypatch):
+def test_more_processes_than_gpus_or_an_uneven_batch_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ConfigError, match=r"nproc_per_node=4 but 2 GPU\(s\) are visible"):
-        check_world(4, 256, torch.device("cuda"))
-    check_world(2, 256, torch.device("cuda"))
-    with pytest.raises(ValueError, match="nproc_per_node"):
-        TrainConfig(distributed={"nproc_per_node": 0})
+        check_world(4, settings(), torch.device("cuda"))
+    check_world(2, settings(distributed={"sync_batchnorm": True}), torch.device("cuda"))
+    uneven = settings().model_copy(update={"batch_size": 63})  # torchrun's world, not the params'
+    with pytest.raises(ConfigError, match=r"batch_size=63 \(the global batch\) does not split "
+                       r"evenly over 2 processes; use a multiple of 2, e\.g\. 62"):
+        check_world(2, uneven, torch.device("cpu"))
 
 
 class _Stop(Exception):

@@ -93,6 +93,13 @@ BAD = [
     ("cnn", {"cnn": {"plots": {"feature_map_layer": "conv9"}}}, "cnn.plots.feature_map_layer='conv9' is not a layer"),
     ("cnn", {"cnn": {"plots": {"n_feature_map_images": 0}}}, "cnn.plots.n_feature_map_images=0"),
     ("cnn", {"cnn": {"training": {"lr_max": 1}}}, "cnn.training.lr_max is not a known key"),
+    ("cnn", {"cnn": {"training": {"distributed": {"nproc_per_node": 0}}}},
+     "cnn.training.distributed.nproc_per_node=0: must be greater than or equal to 1"),
+    ("cnn", {"cnn": {"training": {"distributed": {"backend": "nccl"}}}},
+     r"cnn.training.distributed.backend='nccl': nccl needs CUDA GPUs \(none is available\)"),
+    ("cnn", {"cnn": {"training": {"distributed": {"nproc_per_node": 3}}}},
+     r"cnn.training.batch_size=64 \(the global batch\) does not split evenly over "
+     "distributed.nproc_per_node=3"),
     ("cnn", {"cnn": {"modle": {}}}, "cnn.modle is not a known key"),
     ("hog_svm", {"hog_svm": {"features": "sift"}}, "hog_svm.features='sift'"),
     ("hog_svm", {"hog_svm": {"classifier": "knn"}}, "hog_svm.classifier='knn'"),

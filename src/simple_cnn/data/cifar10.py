@@ -228,11 +228,18 @@ class Cifar10Archive:
     md5: str | None = CIFAR10_MD5
 
     def fetch(self, progress: bool = True) -> Path:
-        """Make sure a verified archive is at ``filepath``, downloading it if missing."""
+        """Make sure a verified archive is at ``filepath``, downloading it if missing. Processes
+        that fetch at once (two runs, torchrun's ranks) download it once: the others wait for
+        the first under an OS file lock, then find the archive there."""
+        from filelock import FileLock
+
         md5 = normalise_md5(self.md5)
         if not self.filepath.exists():
-            logger.info("%s not found: downloading %s", self.filepath, self.url)
-            download(self.url, self.filepath, progress=progress)
+            self.filepath.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(self.filepath.with_name(self.filepath.name + ".lock")):
+                if not self.filepath.exists():
+                    logger.info("%s not found: downloading %s", self.filepath, self.url)
+                    download(self.url, self.filepath, progress=progress)
         verify_archive(self.filepath, md5)
         return self.filepath
 

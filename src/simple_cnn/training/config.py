@@ -21,8 +21,17 @@ class DistributedConfig(Model):
 
     nproc_per_node: Int = Field(1, ge=1)
     backend: Literal["auto", "gloo", "nccl"] = "auto"
+
     threads_per_process: Int | None = Field(None, ge=1)
     sync_batchnorm: bool = False
+
+    @field_validator("backend")
+    @classmethod
+    def _nccl_needs_cuda(cls, backend: str) -> str:
+        if backend == "nccl" and not torch.cuda.is_available():
+            raise ValueError("nccl needs CUDA GPUs (none is available); use auto (Gloo on CPU) "
+                             "or gloo")
+        return backend
 
 
 class TrainConfig(Model):
@@ -63,6 +72,10 @@ class TrainConfig(Model):
         if self.warmup_unit == "steps" and self.max_steps and self.warmup >= self.max_steps:
             raise invalid("warmup", self.warmup, f"steps of warmup is not shorter than training "
                           f"(max_steps={self.max_steps}); shorten the warmup or train longer")
+        if self.batch_size % self.distributed.nproc_per_node:
+            raise invalid("batch_size", self.batch_size, f"(the global batch) does not split evenly "
+                          f"over distributed.nproc_per_node={self.distributed.nproc_per_node} "
+                          "processes; use a multiple of it")
         if self.warmup_unit == "epochs" and self.max_steps is None and self.warmup >= self.epochs:
             raise invalid("warmup", self.warmup, f"epochs of warmup is not shorter than training "
                           f"({self.epochs} epochs); shorten the warmup or train longer")

@@ -39,6 +39,7 @@ from simple_cnn.errors import (
     DistributedTrainingError,
     NonFiniteLossError,
 )
+from simple_cnn.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +121,9 @@ def backend_for(requested: str, device: torch.device) -> str:
     return requested
 
 
-def check_world(size: int, batch_size: int, device: torch.device) -> None:
+def check_world(size: int, config: TrainConfig, device: torch.device) -> None:
     """Refuse a world that cannot train: more processes than GPUs, a global batch that does not
-    split evenly, a device that DDP does not support."""
+    split evenly, a device or layer that DDP does not support there."""
     if size == 1:
         return
     if device.type == "mps":
@@ -132,6 +133,10 @@ def check_world(size: int, batch_size: int, device: torch.device) -> None:
         raise ConfigError(f"{PREFIX}.nproc_per_node={size} but {torch.cuda.device_count()} "
                           "GPU(s) are visible (one process per GPU); use at most that many, or "
                           "check CUDA_VISIBLE_DEVICES.")
+    if device.type != "cuda" and config.distributed.sync_batchnorm:
+        raise ConfigError(f"{PREFIX}.sync_batchnorm=true needs CUDA (PyTorch's SyncBatchNorm "
+                          f"runs on GPUs only) and training runs on {device.type}; set it to false.")
+    batch_size = config.batch_size
     if batch_size % size:
         raise ConfigError(f"cnn.training.batch_size={batch_size} (the global batch) does not "
                           f"split evenly over {size} processes; use a multiple of {size}, e.g. "

@@ -50,7 +50,7 @@ def fit_on_processes(
     if settings.nproc_per_node == 1:
         return fit(*args)
     backend = distributed.backend_for(settings.backend, device)
-    distributed.check_world(settings.nproc_per_node, config.batch_size, device)
+    distributed.check_world(settings.nproc_per_node, config, device)
     config.check_schedule(config.steps_per_epoch(len(train_images)))
     logger.info("Starting %d training processes (%s).", settings.nproc_per_node, backend)
     return distributed.launch(_fit_on_rank, args, settings.nproc_per_node, backend,

@@ -197,7 +197,7 @@ class _Run:
 def _fit(world: World, model, train_images, train_labels, val_images, val_labels, augment, config,
          checkpoint_path: Path, model_config: dict[str, Any], on_epoch_end) -> FitResult:
     device = world.device(resolve_device(config.device))
-    distributed.check_world(world.size, config.batch_size, device)
+    distributed.check_world(world.size, config, device)
     amp_dtype = resolve_amp(config.amp, device)
     steps_per_epoch = config.steps_per_epoch(len(train_images))
     config.check_schedule(steps_per_epoch)
