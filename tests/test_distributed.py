@@ -7,6 +7,7 @@ the two gradients, against one mean over the whole batch)."""
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from simple_cnn.data.synthetic import make_synthetic
 from simple_cnn.errors import ConfigError, DistributedTrainingError, NonFiniteLossError
 from simple_cnn.models import ModelConfig, SimpleCNN
 from simple_cnn.training import TrainConfig, distributed, fit
-from simple_cnn.training.distributed import check_world
+from simple_cnn.training.distributed import _failure, _keep, check_world
 from simple_cnn.training.launch import fit_on_processes
 from simple_cnn.training.loop import FitResult
 
@@ -197,3 +198,70 @@ def test_torchrun_runs_the_cnn_pipeline_and_rank_0_writes_one_version_of_each_ou
     assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 64)
     assert metrics["accuracy"] > 0.5
     assert result.stdout.count("Run profile") == 1  # rank 1 kept quiet
+
+
+class _Process:
+    """What torch's elastic launcher records of a failed process."""
+
+    def __init__(self, exitcode: int = 1, signal: str = "<N/A>") -> None:
+        self.exitcode, self._signal = exitcode, signal
+
+    def signal_name(self) -> str:
+        return self._signal
+
+
+class _Failed:
+    """torch's ChildFailedError, as far as ``_failure`` reads it."""
+
+    def __init__(self, **failures: _Process) -> None:
+        self.failures = {int(rank[1:]): process for rank, process in failures.items()}
+
+    def get_first_failure(self):
+        rank = min(self.failures)
+        return rank, self.failures[rank]
+
+
+def outcomes(folder: Path, **by_rank) -> Path:
+    """Each rank's outcome file as ``_worker`` leaves it: an error, "stopped", "done" or none."""
+    for rank, outcome in by_rank.items():
+        path = folder / f"rank_{rank[1:]}"
+        if isinstance(outcome, BaseException):
+            _keep(outcome, path.with_suffix(".pickle"))
+        elif outcome is not None:
+            path.with_suffix(f".{outcome}").touch()
+    return folder
+
+
+def test_the_reported_failure_is_the_root_cause_not_its_echoes(tmp_path):
+    lost = RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:1234")
+    cases = [
+        (dict(r0="stopped", r1=RuntimeError("boom")), _Failed(r1=_Process()),
+         "rank 1 of 2 failed: RuntimeError: boom; the other processes were stopped"),
+        (dict(r0=lost, r1=None), _Failed(r0=_Process(), r1=_Process(-9, "SIGKILL")),
+         "rank 1 of 2 was killed by SIGKILL"),
+        (dict(r0=lost, r1=None), _Failed(r0=_Process()),
+         "rank 1 of 2 died without an error (killed? out of memory?)"),
+        (dict(r0=None, r1=RuntimeError("boom")), _Failed(r1=_Process()),  # rank 0: SIGTERM
+         "rank 1 of 2 failed: RuntimeError: boom"),
+        (dict(r0="done", r1=None), _Failed(r1=_Process(3)), "rank 1 of 2 exited with code 3"),
+    ]
+    for number, (by_rank, failed, message) in enumerate(cases):
+        (tmp_path / str(number)).mkdir()
+        error, cause = _failure(failed, outcomes(tmp_path / str(number), **by_rank), 2)
+        assert type(error) is DistributedTrainingError and message in str(error), (number, error)
+        assert "last complete checkpoint is kept" in str(error)
+        assert (cause is None) == (number > 0 and number != 3)
+    # the project's own errors are raised as they are, with their details
+    (tmp_path / "own").mkdir()
+    own = NonFiniteLossError("loss nan at step 3", epoch=1, step=3)
+    error, cause = _failure(_Failed(r0=_Process(), r1=_Process()),
+                            outcomes(tmp_path / "own", r0=own, r1=ConfigError("other")), 2)
+    assert type(error) is NonFiniteLossError and error.details == {"epoch": 1, "step": 3}
+
+
+def test_an_error_that_does_not_unpickle_is_kept_as_its_type_and_message(tmp_path):
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    _keep(SignalException("Process 7 got signal: 15", signal.SIGTERM), tmp_path / "e.pickle")
+    kept = pickle.loads((tmp_path / "e.pickle").read_bytes())
+    assert type(kept) is RuntimeError and str(kept) == "SignalException: Process 7 got signal: 15"

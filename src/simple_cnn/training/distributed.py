@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.elastic.multiprocessing.api import SignalException
 
 from simple_cnn.errors import (
     ConcurrentRunError,
@@ -232,16 +233,27 @@ def _worker(entry: Callable[..., Any], args: tuple, backend: str, threads: int |
     outcome = Path(errors) / f"rank_{rank}"
     try:
         result = entry(*args)
-    except PeerStopped:
+    except (PeerStopped, SignalException):  # stopped for a peer's error, or by the launcher
         outcome.with_suffix(".stopped").touch()
         raise
     except BaseException as error:  # kept for the parent, which raises it in the node
-        with contextlib.suppress(Exception):
-            outcome.with_suffix(".pickle").write_bytes(pickle.dumps(error))
+        _keep(error, outcome.with_suffix(".pickle"))
         raise
     outcome.with_suffix(".done").touch()
     dist.destroy_process_group()
     return result
+
+
+def _keep(error: BaseException, path: Path) -> None:
+    """Pickle ``error`` for the parent; one that does not survive the round trip as its type
+    and message."""
+    try:
+        data = pickle.dumps(error)
+        pickle.loads(data)
+    except Exception:
+        data = pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"))
+    with contextlib.suppress(OSError):
+        path.write_bytes(data)
 
 
 STOPPED = ("; the other processes were stopped. The last complete checkpoint is kept (resume "
@@ -261,19 +273,27 @@ def _failure(failure, outcomes: Path, nproc: int) -> tuple[BaseException, BaseEx
     causes = {r: e for r, e in raised.items() if not _lost_peer(e)}
     if silent and not causes:
         rank = silent[0]
-        signal = failure.failures.get(rank).signal_name() if rank in failure.failures else "<N/A>"
-        how = f"was killed by {signal}" if signal != "<N/A>" else "died without an error (killed? out of memory?)"
+        how = _how_it_ended(failure.failures.get(rank))
         return DistributedTrainingError(f"Training process rank {rank} of {nproc} {how}{STOPPED}"), None
     own = {r: e for r, e in causes.items() if isinstance(e, OWN_ERRORS)}
     if own:
         return own[min(own)], None
-    rank, error = min((causes or raised).items()) if (causes or raised) else (None, None)
-    if error is None:
+    if not raised:
         rank, first = failure.get_first_failure()
-        return DistributedTrainingError(
-            f"Training process rank {rank} of {nproc} exited with code {first.exitcode}{STOPPED}"), None
+        how = _how_it_ended(first)
+        return DistributedTrainingError(f"Training process rank {rank} of {nproc} {how}{STOPPED}"), None
+    rank, error = min((causes or raised).items())
     return DistributedTrainingError(
         f"Training process rank {rank} of {nproc} failed: {type(error).__name__}: {error}{STOPPED}"), error
+
+
+def _how_it_ended(process) -> str:
+    """How a process that left no error ended, from the launcher's record of it (if any)."""
+    if process is None:
+        return "died without an error (killed? out of memory?)"
+    if process.signal_name() != "<N/A>":
+        return f"was killed by {process.signal_name()}"
+    return f"exited with code {process.exitcode} without an error"
 
 
 def _lost_peer(error: BaseException) -> bool:

@@ -151,9 +151,10 @@ def fit(
 ) -> FitResult:
     """Train ``model``; return the weights of its best validation epoch and the history.
 
-    Seed the RNG before building ``model`` for reproducible initial weights; ``fit`` re-seeds
-    with ``config.seed`` for shuffling, augmentation and dropout. The checkpoint at
-    ``checkpoint_path`` belongs to this call while it runs: a concurrent one is refused.
+    Seed the RNG before building ``model`` for reproducible initial weights; each epoch seeds
+    its order and augmentation (and dropout) from ``config.seed``. The checkpoint at
+    ``checkpoint_path`` belongs to this call while it runs: a concurrent one is refused. In a
+    process group (torchrun, or ``fit_on_processes``) this is one rank's part of the run.
     """
     world = distributed.current()
     with checkpoint_lock(Path(checkpoint_path)) if world.main else contextlib.nullcontext():
@@ -209,16 +210,9 @@ def _fit(world: World, model, train_images, train_labels, val_images, val_labels
         _restore(run, checkpoint)
     images, labels = to_device_images(train_images, device), _labels(train_labels, device)
     val_x, val_y = to_device_images(val_images, device), _labels(val_labels, device)
-    logger.info(
-        "Training on %s (AMP %s): %d images, %d steps/epoch, %d epochs (%d steps), augmentation "
-        "%s%s.", device, amp_name(amp_dtype), len(images), steps_per_epoch, run.epochs,
-        run.total_steps, augment.preset, f", {world.size} processes of {config.batch_size // world.size} "
-        f"images per step" if world.size > 1 else "",
-    )
+    _log_start(run, device, amp_dtype, len(images))
     for epoch in range(run.state.epoch + 1, run.epochs + 1):
-        row = train_one_epoch(run, epoch, images, labels)
-        world.copy_buffers(run.model)
-        row = world.from_main({**row, **evaluate(run, val_x, val_y)} if world.main else None)
+        row = _epoch_row(run, epoch, images, labels, val_x, val_y)
         _record(run, row)
         stop = _update_best(run, epoch, row["val_accuracy"], has_val=len(val_y) > 0)
         if world.main:
@@ -231,6 +225,25 @@ def _fit(world: World, model, train_images, train_labels, val_images, val_labels
                         run.state.best_accuracy, run.state.best_epoch)
             break
     return _result(run, has_val=len(val_labels) > 0, device=device, amp_dtype=amp_dtype)
+
+
+def _log_start(run: _Run, device: torch.device, amp_dtype: torch.dtype | None, n_images: int) -> None:
+    world, config = run.world, run.config
+    processes = (f", {world.size} processes of {config.batch_size // world.size} images per step"
+                 if world.size > 1 else "")
+    logger.info("Training on %s (AMP %s): %d images, %d steps/epoch, %d epochs (%d steps), "
+                "augmentation %s%s.", device, amp_name(amp_dtype), n_images, run.steps_per_epoch,
+                run.epochs, run.total_steps, run.augment.preset, processes)
+
+
+def _epoch_row(run: _Run, epoch: int, images: torch.Tensor, labels: torch.Tensor,
+               val_x: torch.Tensor, val_y: torch.Tensor) -> dict[str, Any]:
+    """Train one epoch, then evaluate. In a process group rank 0 evaluates and its row is every
+    rank's (with its BatchNorm statistics copied first), so all ranks hold the same model and
+    make the same decisions (best epoch, early stopping)."""
+    row = train_one_epoch(run, epoch, images, labels)
+    run.world.copy_buffers(run.model)
+    return run.world.from_main({**row, **evaluate(run, val_x, val_y)} if run.world.main else None)
 
 
 def _checkpoint(run: _Run, model_config: dict[str, Any], signature: dict[str, Any]) -> None:
