@@ -17,10 +17,12 @@ from simple_cnn.errors import NonFiniteLossError
 from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.diagnostics import first_non_finite_layer, non_finite_message
 from simple_cnn.training.loop import (
+    FitResult,
     _build,
     _non_finite,
     _optimiser_step,
     _record,
+    _restore,
     _rng_state,
     _set_rng_state,
     _update_best,
@@ -29,6 +31,7 @@ from simple_cnn.training.loop import (
     epoch_order,
     epoch_seed,
     evaluate,
+    fit,
     make_optimizer,
     predict_logits,
     train_one_epoch,
@@ -361,3 +364,99 @@ def test_each_epoch_has_its_own_seeded_order_and_augmentation_seed():
     seeds = {epoch_seed(0, "augment", 1, 0), epoch_seed(0, "augment", 1, 1),
              epoch_seed(0, "augment", 2, 0), epoch_seed(1, "augment", 1, 0), epoch_seed(0, "order", 1, 0)}
     assert len(seeds) == 5 and epoch_seed(0, "augment", 1, 0) == epoch_seed(0, "augment", 1, 0)
+
+
+def fit_tiny(tmp_path, on_epoch_end=None, val: bool = True, **config) -> FitResult:
+    """``fit`` on ``tiny`` and the 24 seeded images (4 steps of 6 an epoch): a whole run in a
+    fraction of a second, so the epochs' chaining, checkpoints and resume can be mutation-tested."""
+    data, labels = epoch_data()
+    images = data.permute(0, 2, 3, 1).numpy()
+    settings = {"epochs": 3, "warmup": 1, "lr": 0.1, "batch_size": 6, "amp": "off", "device": "cpu",
+                "progress_bar": False, "seed": 2, **config}
+    torch.manual_seed(0)
+    n_val = 12 if val else 0
+    return fit(tiny(), images, labels.numpy(), images[:n_val], labels.numpy()[:n_val], AUGMENT,
+               TrainConfig(**settings), tmp_path / "last.pt", {"model": "tiny"}, on_epoch_end)
+
+
+def test_a_run_chains_its_epochs_and_checkpoints_each_one(tmp_path, caplog):
+    seen = []
+
+    def at_epoch_end(epoch, row):
+        saved = torch.load(tmp_path / "last.pt", weights_only=True)
+        seen.append((epoch, row["epoch"], saved["state"]["epoch"], len(saved["state"]["history"]["epoch"])))
+
+    with caplog.at_level("INFO", logger="simple_cnn.training.loop"):
+        result = fit_tiny(tmp_path, on_epoch_end=at_epoch_end)
+    assert seen == [(1, 1, 1, 1), (2, 2, 2, 2), (3, 3, 3, 3)]  # written before the callback
+    history = result.history
+    assert history["epoch"] == [1, 2, 3] and len(history["lr_per_step"]) == 12
+    assert (history["steps_per_epoch"], history["total_steps"], history["warmup_steps"]) == (4, 12, 4)
+    assert (history["world_size"], history["global_batch_size"]) == (1, 6)
+    assert history["train_seconds"] == pytest.approx(sum(history["seconds"]))
+    best = history["val_accuracy"].index(max(history["val_accuracy"])) + 1
+    assert history["best_epoch"] == best and history["best_val_accuracy"] == max(history["val_accuracy"])
+    assert (result.device, result.amp) == ("cpu", "off")
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert saved["state"]["finished"] and saved["world_size"] == 1
+    assert saved["model_config"] == {"model": "tiny"} and saved["signature"]["batch_size"] == 6
+    assert saved["optimizer"]["state"] and saved["scheduler"]["last_epoch"] == 12
+    assert "Training on cpu (AMP off): 24 images, 4 steps/epoch, 3 epochs (12 steps), augmentation none." in caplog.text
+    assert not (tmp_path / "last.pt.owner").exists()  # the lock is released
+
+
+def test_a_resumed_run_trains_only_the_remaining_epochs_from_the_saved_state(tmp_path, caplog):
+    whole = fit_tiny(tmp_path / "whole")
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_1(epoch, row):
+        if epoch == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        fit_tiny(tmp_path / "resumed", on_epoch_end=crash_after_1)
+    trained = []
+    with caplog.at_level("INFO", logger="simple_cnn.training.loop"):
+        resumed = fit_tiny(tmp_path / "resumed", on_epoch_end=lambda e, row: trained.append(e), resume=True)
+    assert trained == [2, 3]  # not a run from scratch that happens to end the same
+    assert f"Resumed from {tmp_path / 'resumed' / 'last.pt'} after epoch 1." in caplog.text
+    assert "Resuming a run of" not in caplog.text  # the same number of processes
+    ignore = ("seconds", "images_per_second", "train_seconds")
+    assert {k: v for k, v in resumed.history.items() if k not in ignore} == \
+        {k: v for k, v in whole.history.items() if k not in ignore}
+    assert all(torch.equal(resumed.best_state[k], v) for k, v in whole.best_state.items())
+
+
+def test_a_resume_restores_the_optimiser_schedule_and_scaler_not_just_the_weights(tmp_path):
+    def stop_after_1(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_tiny(tmp_path, on_epoch_end=stop_after_1)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    run = run_of(tmp_path / "fresh", epochs=3, warmup=1, lr=0.1, scheduler="linear", batch_size=6, seed=2)
+    _restore(run, saved)
+    assert run.state.epoch == 1 and run.state.history["epoch"] == [1]
+    assert run.scheduler.last_epoch == 4 and run.optimizer.param_groups[0]["lr"] == saved["optimizer"]["param_groups"][0]["lr"]
+    momentum = [s["momentum_buffer"] for s in run.optimizer.state_dict()["state"].values()]
+    assert momentum and all(torch.equal(a, b["momentum_buffer"]) for a, b in zip(momentum, saved["optimizer"]["state"].values()))
+    assert run.scaler.state_dict() == saved["scaler"]
+    assert all(torch.equal(v, saved["model"][k]) for k, v in run.model.state_dict().items())
+
+
+def test_early_stopping_ends_the_run_and_says_why(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="simple_cnn.training.loop"):
+        result = fit_tiny(tmp_path, epochs=8, lr=1e-30, early_stopping_patience=2, scheduler="constant")
+    # the weights barely move, so val accuracy cannot improve after epoch 1
+    assert result.history["epoch"] == [1, 2, 3] and result.history["best_epoch"] == 1
+    assert "Early stopping after epoch 3: val accuracy has not improved for 2 epochs (best" in caplog.text
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["state"]["finished"]
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept_and_no_accuracy_is_claimed(tmp_path):
+    result = fit_tiny(tmp_path, val=False)
+    assert result.history["best_val_accuracy"] is None and result.history["best_epoch"] == 3
+    assert all(math.isnan(a) for a in result.history["val_accuracy"])
