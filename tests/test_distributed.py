@@ -75,6 +75,19 @@ def one(tmp_path_factory) -> FitResult:
     return fit(*arguments(tmp_path_factory.mktemp("one") / "last.pt", settings()))
 
 
+def test_with_batchnorm_and_augmentation_both_ranks_still_hold_the_same_model(tmp_path):
+    """Each rank's BatchNorm sees its own slice and its augmentation its own draws; rank 0's
+    running statistics are copied to every rank at the end of each epoch."""
+    model = MODEL.model_copy(update={"norm": "batch"})
+    torch.manual_seed(0)
+    args = (SimpleCNN(model), DATA.train_images, DATA.train_labels, DATA.test_images, DATA.test_labels,
+            BatchAugment("standard", MEAN, STD, num_classes=10), settings(epochs=2),
+            tmp_path / "last.pt", model.model_dump(), None)
+    zero, one = distributed.launch(fit, args, 2, "gloo", None)
+    assert any("running_mean" in k for k in zero.best_state)
+    assert all(torch.equal(zero.best_state[k], one.best_state[k]) for k in zero.best_state)
+
+
 def test_two_processes_equal_one_with_the_same_global_batch(two, one):
     """Tolerance: float32 sums in another order differ by ~1e-7 relative per step; over 30
     SGD steps with momentum that grows to ~1e-6 on the weights, so 1e-4 (absolute, on weights

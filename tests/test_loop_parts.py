@@ -13,12 +13,15 @@ import torch
 from torch import nn
 
 from simple_cnn.augment import BatchAugment
-from simple_cnn.errors import NonFiniteLossError
+from simple_cnn.errors import ConcurrentRunError, ConfigError, NonFiniteLossError
+from simple_cnn.training.checkpoint import checkpoint_lock
 from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.diagnostics import first_non_finite_layer, non_finite_message
+from simple_cnn.training.distributed import World
 from simple_cnn.training.loop import (
     FitResult,
     _build,
+    _log_start,
     _non_finite,
     _optimiser_step,
     _record,
@@ -366,7 +369,7 @@ def test_each_epoch_has_its_own_seeded_order_and_augmentation_seed():
     assert len(seeds) == 5 and epoch_seed(0, "augment", 1, 0) == epoch_seed(0, "augment", 1, 0)
 
 
-def fit_tiny(tmp_path, on_epoch_end=None, val: bool = True, **config) -> FitResult:
+def fit_tiny(tmp_path, on_epoch_end=None, n_val: int = 12, augment=AUGMENT, **config) -> FitResult:
     """``fit`` on ``tiny`` and the 24 seeded images (4 steps of 6 an epoch): a whole run in a
     fraction of a second, so the epochs' chaining, checkpoints and resume can be mutation-tested."""
     data, labels = epoch_data()
@@ -374,8 +377,7 @@ def fit_tiny(tmp_path, on_epoch_end=None, val: bool = True, **config) -> FitResu
     settings = {"epochs": 3, "warmup": 1, "lr": 0.1, "batch_size": 6, "amp": "off", "device": "cpu",
                 "progress_bar": False, "seed": 2, **config}
     torch.manual_seed(0)
-    n_val = 12 if val else 0
-    return fit(tiny(), images, labels.numpy(), images[:n_val], labels.numpy()[:n_val], AUGMENT,
+    return fit(tiny(), images, labels.numpy(), images[:n_val], labels.numpy()[:n_val], augment,
                TrainConfig(**settings), tmp_path / "last.pt", {"model": "tiny"}, on_epoch_end)
 
 
@@ -437,7 +439,11 @@ def test_a_resume_restores_the_optimiser_schedule_and_scaler_not_just_the_weight
     with pytest.raises(KeyboardInterrupt):
         fit_tiny(tmp_path, on_epoch_end=stop_after_1)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
-    run = run_of(tmp_path / "fresh", epochs=3, warmup=1, lr=0.1, scheduler="linear", batch_size=6, seed=2)
+    saved["scaler"] = {"scale": 512.0, "growth_factor": 2.0, "backoff_factor": 0.5,
+                       "growth_interval": 100, "_growth_tracker": 3}  # as an fp16 run writes it
+    config = TrainConfig(epochs=3, warmup=1, lr=0.1, scheduler="linear", batch_size=6, seed=2)
+    run = _build(tiny(), AUGMENT, config, torch.device("cpu"), torch.float16, steps_per_epoch=4,
+                 checkpoint_path=tmp_path / "fresh.pt")
     _restore(run, saved)
     assert run.state.epoch == 1 and run.state.history["epoch"] == [1]
     assert run.scheduler.last_epoch == 4 and run.optimizer.param_groups[0]["lr"] == saved["optimizer"]["param_groups"][0]["lr"]
@@ -457,6 +463,74 @@ def test_early_stopping_ends_the_run_and_says_why(tmp_path, caplog):
 
 
 def test_without_a_validation_split_the_last_epoch_is_kept_and_no_accuracy_is_claimed(tmp_path):
-    result = fit_tiny(tmp_path, val=False)
+    result = fit_tiny(tmp_path, n_val=0)
     assert result.history["best_val_accuracy"] is None and result.history["best_epoch"] == 3
     assert all(math.isnan(a) for a in result.history["val_accuracy"])
+
+
+def test_a_run_holds_its_checkpoint_and_a_second_one_is_refused(tmp_path):
+    with checkpoint_lock(tmp_path / "last.pt"):
+        with pytest.raises(ConcurrentRunError, match="Another training run is writing the checkpoint"):
+            fit_tiny(tmp_path)
+
+
+def test_a_run_in_bf16_says_so_and_a_tiny_batch_with_batchnorm_is_warned_about(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="simple_cnn.training.loop"):
+        result = fit_tiny(tmp_path, amp="bf16", batch_size=2, epochs=2)
+    assert result.amp == "bf16" and "Training on cpu (AMP bf16): 24 images, 12 steps/epoch" in caplog.text
+    # and the steps really ran under bf16 autocast: full precision gives other losses
+    full = fit_tiny(tmp_path / "fp32", batch_size=2, epochs=2)
+    assert result.history["train_loss"] != full.history["train_loss"]
+    assert "batch_size=2 with BatchNorm: batch statistics over 2 image(s) are meaningless" in caplog.text
+
+
+def test_a_resume_with_another_augmentation_is_refused(tmp_path):
+    def stop_after_1(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_tiny(tmp_path, on_epoch_end=stop_after_1)
+    with pytest.raises(ConfigError, match="augmentation: checkpoint 'none', now 'standard'"):
+        fit_tiny(tmp_path, resume=True, augment=BatchAugment("standard", [0.5] * 3, [0.25] * 3, 3))
+
+
+def test_one_validation_image_is_a_validation_split(tmp_path):
+    result = fit_tiny(tmp_path, n_val=1)
+    assert result.history["best_val_accuracy"] in (0.0, 1.0)
+
+
+def test_a_restored_run_says_where_it_resumed_and_what_another_world_size_changes(tmp_path, caplog):
+    def stop_after_1(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_tiny(tmp_path, on_epoch_end=stop_after_1)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    restored = {}
+    for written_by in (1, None, 2):  # None: a checkpoint from before world_size was recorded
+        checkpoint = {k: v for k, v in saved.items() if k != "world_size"}
+        if written_by is not None:
+            checkpoint["world_size"] = written_by
+        caplog.clear()
+        with caplog.at_level("INFO", logger="simple_cnn.training.loop"):
+            _restore(run_of(tmp_path / str(written_by), batch_size=6, warmup=1, scheduler="linear"),
+                     checkpoint)
+        restored[written_by] = caplog.messages
+    resumed = f"Resumed from {tmp_path / '1' / 'last.pt'} after epoch 1."
+    assert restored[1] == [resumed]
+    assert restored[None] == [resumed.replace("/1/", "/None/")]
+    assert restored[2][1] == (
+        "Resuming a run of 2 process(es) on 1: the data order, weights, optimiser and schedule "
+        "continue exactly, but each process now takes 6 images per step (was 3), so augmentation "
+        "draws and per-process BatchNorm statistics differ from an uninterrupted run.")
+
+
+def test_the_start_message_names_the_processes_and_their_share_of_the_batch(tmp_path, caplog):
+    run = run_of(tmp_path, batch_size=6)
+    run.world = World(rank=0, size=2)
+    with caplog.at_level("INFO", logger="simple_cnn.training.loop"):
+        _log_start(run, torch.device("cpu"), torch.bfloat16, 24)
+    assert caplog.messages == ["Training on cpu (AMP bf16): 24 images, 4 steps/epoch, 3 epochs (12 steps), "
+                               "augmentation none, 2 processes of 3 images per step."]
