@@ -381,6 +381,21 @@ def fit_tiny(tmp_path, on_epoch_end=None, n_val: int = 12, augment=AUGMENT, **co
                TrainConfig(**settings), tmp_path / "last.pt", {"model": "tiny"}, on_epoch_end)
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_at_epoch_1(epoch: int, row: dict) -> None:
+    if epoch == 1:
+        raise _Interrupted
+
+
+def interrupt_after_epoch_1(tmp_path, **config) -> None:
+    """A ``fit_tiny`` run killed after its first epoch (and checkpoint)."""
+    with pytest.raises(_Interrupted):
+        fit_tiny(tmp_path, on_epoch_end=_interrupt_at_epoch_1, **config)
+
+
 def test_a_run_chains_its_epochs_and_checkpoints_each_one(tmp_path, caplog):
     seen = []
 
@@ -410,15 +425,7 @@ def test_a_run_chains_its_epochs_and_checkpoints_each_one(tmp_path, caplog):
 def test_a_resumed_run_trains_only_the_remaining_epochs_from_the_saved_state(tmp_path, caplog):
     whole = fit_tiny(tmp_path / "whole")
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_1(epoch, row):
-        if epoch == 1:
-            raise Crash
-
-    with pytest.raises(Crash):
-        fit_tiny(tmp_path / "resumed", on_epoch_end=crash_after_1)
+    interrupt_after_epoch_1(tmp_path / "resumed")
     trained = []
     with caplog.at_level("INFO", logger="simple_cnn.training.loop"):
         resumed = fit_tiny(tmp_path / "resumed", on_epoch_end=lambda e, row: trained.append(e), resume=True)
@@ -432,12 +439,7 @@ def test_a_resumed_run_trains_only_the_remaining_epochs_from_the_saved_state(tmp
 
 
 def test_a_resume_restores_the_optimiser_schedule_and_scaler_not_just_the_weights(tmp_path):
-    def stop_after_1(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit_tiny(tmp_path, on_epoch_end=stop_after_1)
+    interrupt_after_epoch_1(tmp_path)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     saved["scaler"] = {"scale": 512.0, "growth_factor": 2.0, "backoff_factor": 0.5,
                        "growth_interval": 100, "_growth_tracker": 3}  # as an fp16 run writes it
@@ -485,12 +487,7 @@ def test_a_run_in_bf16_says_so_and_a_tiny_batch_with_batchnorm_is_warned_about(t
 
 
 def test_a_resume_with_another_augmentation_is_refused(tmp_path):
-    def stop_after_1(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit_tiny(tmp_path, on_epoch_end=stop_after_1)
+    interrupt_after_epoch_1(tmp_path)
     with pytest.raises(ConfigError, match="augmentation: checkpoint 'none', now 'standard'"):
         fit_tiny(tmp_path, resume=True, augment=BatchAugment("standard", [0.5] * 3, [0.25] * 3, 3))
 
@@ -501,12 +498,7 @@ def test_one_validation_image_is_a_validation_split(tmp_path):
 
 
 def test_a_restored_run_says_where_it_resumed_and_what_another_world_size_changes(tmp_path, caplog):
-    def stop_after_1(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit_tiny(tmp_path, on_epoch_end=stop_after_1)
+    interrupt_after_epoch_1(tmp_path)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     restored = {}
     for written_by in (1, None, 2):  # None: a checkpoint from before world_size was recorded

@@ -162,7 +162,8 @@ class TorchrunRanksHooks:
 
 
 def launcher_rank() -> int:
-    """The rank torchrun gave this process (0 without torchrun)."""
+    """The rank torchrun gave this process (0 without torchrun). Read from the environment here,
+    not through training.distributed, so that every kedro command does not import torch."""
     return int(os.environ.get("RANK", 0))
 
 

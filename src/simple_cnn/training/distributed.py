@@ -5,8 +5,8 @@ no-op). The processes come from one of two places:
 
 - ``launch``: ``cnn.training.distributed.nproc_per_node`` workers on this machine, started by
   torch's elastic launcher (c10d rendezvous on 127.0.0.1, a free port, no restarts). It returns
-  rank 0's result; a worker that fails takes the others down and its error comes back, with
-  its rank.
+  each rank's result; a worker that fails takes the others down and its error comes back,
+  with its rank.
 - ``torchrun`` (one or several machines): every process runs ``kedro run`` and ``joined``
   joins the process group that torchrun describes in the environment.
 
@@ -172,7 +172,7 @@ def wrap(model: nn.Module, device: torch.device, world: World,
 
 
 def launch(entry: Callable[..., Any], args: tuple, nproc: int, backend: str,
-           threads: int | None) -> Any:
+           threads: int | None) -> list[Any]:
     """``entry(*args)`` on ``nproc`` new processes of one world; the return values by rank.
 
     CPU workers use ``threads`` threads each (default 1: the processes share the cores)."""
@@ -185,11 +185,11 @@ def launch(entry: Callable[..., Any], args: tuple, nproc: int, backend: str,
         monitor_interval=0.1, start_method=_start_method(backend), local_addr="127.0.0.1",
     )
     level = logging.getLogger("simple_cnn").getEffectiveLevel()
-    with tempfile.TemporaryDirectory(prefix="simple-cnn-ranks-") as errors, _fork_safe():
+    with tempfile.TemporaryDirectory(prefix="simple-cnn-ranks-") as outcomes, _fork_safe():
         try:
-            results = elastic_launch(config, _worker)(entry, args, backend, threads, errors, level)
+            results = elastic_launch(config, _worker)(entry, args, backend, threads, outcomes, level)
         except ChildFailedError as failure:
-            error, cause = _failure(failure, Path(errors), nproc)
+            error, cause = _failure(failure, Path(outcomes), nproc)
             raise error from cause
     return [results[rank] for rank in range(nproc)]
 
@@ -220,7 +220,9 @@ class PeerStopped(RuntimeError):
 
 
 def _worker(entry: Callable[..., Any], args: tuple, backend: str, threads: int | None,
-            errors: str, level: int) -> Any:
+            outcomes: str, level: int) -> Any:
+    """One rank: join the process group, run ``entry``, and leave its outcome in ``outcomes``
+    (the error, "stopped" or "done") for ``_failure`` to read if the run fails."""
     rank = environment_rank()
     if not logging.getLogger().handlers:  # spawned: a fresh process
         logging.basicConfig(format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
@@ -230,7 +232,7 @@ def _worker(entry: Callable[..., Any], args: tuple, backend: str, threads: int |
     else:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend)
-    outcome = Path(errors) / f"rank_{rank}"
+    outcome = Path(outcomes) / f"rank_{rank}"
     try:
         result = entry(*args)
     except (PeerStopped, SignalException):  # stopped for a peer's error, or by the launcher
