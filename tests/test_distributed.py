@@ -23,7 +23,7 @@ from simple_cnn.data.synthetic import make_synthetic
 from simple_cnn.errors import ConfigError, DistributedTrainingError, NonFiniteLossError
 from simple_cnn.models import ModelConfig, SimpleCNN
 from simple_cnn.training import TrainConfig, distributed, fit
-from simple_cnn.training.distributed import _failure, _keep, check_world
+from simple_cnn.training.distributed import _failure, _keep, _start_method, check_world
 from simple_cnn.training.launch import fit_on_processes
 from simple_cnn.training.loop import FitResult
 
@@ -279,3 +279,25 @@ def test_an_error_that_does_not_pickle_is_kept_as_its_type_and_message(tmp_path)
     _keep(error, tmp_path / "e.pickle")
     kept = pickle.loads((tmp_path / "e.pickle").read_bytes())
     assert type(kept) is RuntimeError and str(kept) == "OSError: disk gone"
+
+
+def _threads_used_after_a_matmul() -> int:
+    x = torch.randn(256, 256)
+    for _ in range(5):
+        x = torch.tanh(x @ x)
+    return torch.get_num_threads()
+
+
+@pytest.mark.timeout(120)
+def test_processes_of_several_threads_are_spawned_and_do_not_hang():
+    """GNU OpenMP hangs a forked child that starts a thread pool after its parent used one;
+    so only single-threaded CPU processes are forked."""
+    assert [_start_method("gloo", 1), _start_method("gloo", 2), _start_method("nccl", 1)] == \
+        ["fork", "spawn", "spawn"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _threads_used_after_a_matmul()  # the parent's OpenMP pool has run
+        assert distributed.launch(_threads_used_after_a_matmul, (), 2, "gloo", 2) == [2, 2]
+    finally:
+        torch.set_num_threads(before)

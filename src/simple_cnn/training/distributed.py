@@ -182,7 +182,8 @@ def launch(entry: Callable[..., Any], args: tuple, nproc: int, backend: str,
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, rdzv_backend="c10d",
         rdzv_endpoint="127.0.0.1:0", run_id=f"simple-cnn-{os.getpid()}", max_restarts=0,
-        monitor_interval=0.1, start_method=_start_method(backend), local_addr="127.0.0.1",
+        monitor_interval=0.1, start_method=_start_method(backend, threads or 1),
+        local_addr="127.0.0.1",
     )
     level = logging.getLogger("simple_cnn").getEffectiveLevel()
     with tempfile.TemporaryDirectory(prefix="simple-cnn-ranks-") as outcomes, _fork_safe():
@@ -207,12 +208,13 @@ def _fork_safe() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _start_method(backend: str) -> str:
-    """Fork for CPU processes on Linux (0.3 s, against 7 s for each process to import torch
-    again; PyTorch's DataLoader forks its workers the same way); spawn where a forked process
-    could not use CUDA, and on other systems."""
-    linux = sys.platform.startswith("linux")
-    return "fork" if backend == "gloo" and linux and not torch.cuda.is_initialized() else "spawn"
+def _start_method(backend: str, threads: int) -> str:
+    """Fork for single-threaded CPU processes on Linux (0.3 s, against 7 s for each process to
+    import torch again; PyTorch's DataLoader forks its workers the same way, one thread each).
+    Spawn otherwise: a forked process cannot use CUDA, and one that starts a thread pool after
+    its parent used OpenMP's hangs (GNU OpenMP is not fork-safe)."""
+    fork = backend == "gloo" and threads == 1 and not torch.cuda.is_initialized()
+    return "fork" if fork and sys.platform.startswith("linux") else "spawn"
 
 
 class PeerStopped(RuntimeError):
