@@ -22,6 +22,11 @@ from kedro.runner import SequentialRunner
 # a test says so: tests/test_tracking.py. Set before the project's settings are first read.
 os.environ["SIMPLE_CNN_TRACKING"] = "off"
 
+# Under `pytest -n N` (pytest-xdist) the workers share the cores: one thread of torch each, for
+# the worker and the processes it starts (kedro runs, torchrun), instead of N x cores threads.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from simple_cnn.data.cifar10 import write_archive  # noqa: E402
 from simple_cnn.data.raw import RawImages
 from simple_cnn.params import merged

@@ -89,15 +89,16 @@ def test_with_batchnorm_and_augmentation_both_ranks_still_hold_the_same_model(tm
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(two, one):
-    """Tolerance: only the order of float32 sums differs. Over these 30 SGD steps with momentum
-    it moved the weights (up to 1.07 in size) by at most 3.2e-7 and the losses by 1.3e-7
-    relative, here. 1e-4 leaves room for other CPUs' kernels, and still fails a real difference
-    in the data, the slices or the gradient average (a rank on the wrong slice, a sum instead of
-    a mean: differences of 1e-2 and more)."""
+    """Only the order of float32 sums differs (~1e-7 per step), but a ReLU or max-pool that
+    flips on such a difference can amplify it over these 30 steps. Measured here: weights (up
+    to 1.07 in size) at most 8.6e-4 apart and losses 4.1e-4 relative with one thread per
+    process, 3.2e-7 and 1.3e-7 with two. The errors this test is for are far outside the
+    tolerance: both ranks on the same slice moved the weights by 0.14 and the first epoch's loss
+    by 0.9 %; a sum of the gradients instead of their mean, 0.35 and 97 %."""
     for key, weights in one.best_state.items():
-        torch.testing.assert_close(two[0].best_state[key], weights, rtol=0, atol=1e-4)
+        torch.testing.assert_close(two[0].best_state[key], weights, rtol=0, atol=1e-2)
     for key in ("train_loss", "val_loss", "lr_per_step"):
-        assert two[0].history[key] == pytest.approx(one.history[key], rel=1e-4)
+        assert two[0].history[key] == pytest.approx(one.history[key], rel=5e-3)
     assert one.history["world_size"] == 1
 
 
@@ -181,7 +182,7 @@ def test_a_run_resumes_on_another_number_of_processes_and_says_what_changes(one,
     with pytest.raises(_Stop):
         fit(*arguments(checkpoint, settings(), on_epoch_end=_stop_after_epoch_1))
     resumed = on_two(checkpoint, resume=True)[0]
-    assert resumed.history["train_loss"] == pytest.approx(one.history["train_loss"], rel=1e-4)
+    assert resumed.history["train_loss"] == pytest.approx(one.history["train_loss"], rel=5e-3)  # as above
     saved = torch.load(checkpoint, weights_only=True)
     assert saved["world_size"] == 2 and saved["state"]["epoch"] == 3
     saved["state"].update(epoch=1, finished=False)
