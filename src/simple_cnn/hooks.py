@@ -4,7 +4,6 @@ comparison report landed."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from copy import deepcopy
@@ -18,6 +17,7 @@ from kedro.io.core import AbstractDataset, AbstractVersionedDataset, Version, Ve
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
+from simple_cnn import launcher
 from simple_cnn.profiling import Measurement, format_table
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class TorchrunRanksHooks:
 
     @hook_impl
     def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
-        if launcher_rank() == 0:
+        if launcher.rank() == 0:
             return
         for logger_name in ("kedro", "simple_cnn"):
             logging.getLogger(logger_name).setLevel(logging.WARNING)
@@ -159,12 +159,6 @@ class TorchrunRanksHooks:
             if not isinstance(catalog.get(name), MemoryDataset):
                 catalog[name] = _RankLocal(catalog.get(name))
         replacing.setLevel(logging.WARNING)
-
-
-def launcher_rank() -> int:
-    """The rank torchrun gave this process (0 without torchrun). Read from the environment here,
-    not through training.distributed, so that every kedro command does not import torch."""
-    return int(os.environ.get("RANK", 0))
 
 
 class _RankLocal(AbstractDataset):
@@ -255,7 +249,7 @@ class RunProfileHooks:
         if _profile_sink is not None:
             _profile_sink.extend(self._rows)
             return
-        if not self._rows or launcher_rank() != 0:  # under torchrun, rank 0 profiles the run
+        if not self._rows or launcher.rank() != 0:  # under torchrun, rank 0 profiles the run
             return
         # printed, not logged: a log handler would wrap the table's lines
         print(f"\nRun profile (wall seconds, peak resident memory per node):\n"

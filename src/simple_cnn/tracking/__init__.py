@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from importlib.util import find_spec
 
+from simple_cnn import launcher
+
 SWITCH = "SIMPLE_CNN_TRACKING"
 """``SIMPLE_CNN_TRACKING=off``: sessions started from then on are not tracked, extra or not."""
 
@@ -25,7 +27,7 @@ def installed() -> bool:
 def switched_off() -> bool:
     """Off by the switch, and in torchrun's processes other than rank 0 (rank 0 records the run)."""
     off = os.environ.get(SWITCH, "on").strip().lower() in ("off", "0", "false", "no")
-    return off or int(os.environ.get("RANK", 0)) > 0
+    return off or launcher.rank() > 0
 
 
 def hooks() -> tuple:

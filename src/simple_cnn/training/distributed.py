@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.elastic.multiprocessing.api import SignalException
 
+from simple_cnn import launcher
 from simple_cnn.errors import (
     ConcurrentRunError,
     ConfigError,
@@ -98,18 +99,8 @@ class World:
 def current() -> World:
     """This process's rank and world (rank 0 of 1 outside a process group)."""
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return World(dist.get_rank(), dist.get_world_size(), launcher.local_rank())
     return World()
-
-
-def environment_rank() -> int:
-    """The rank that a launcher (torchrun) gave this process; 0 when there is none."""
-    return int(os.environ.get("RANK", 0))
-
-
-def under_torchrun() -> bool:
-    """Started by torchrun (or another launcher) as one of several processes."""
-    return int(os.environ.get("WORLD_SIZE", 1)) > 1 and "MASTER_ADDR" in os.environ
 
 
 def backend_for(requested: str, device: torch.device) -> str:
@@ -151,7 +142,7 @@ def joined(backend: str) -> Iterator[World]:
         yield current()
         return
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(launcher.local_rank())
     dist.init_process_group(backend)
     try:
         yield current()
@@ -225,14 +216,14 @@ def _worker(entry: Callable[..., Any], args: tuple, backend: str, threads: int |
             outcomes: str, level: int) -> Any:
     """One rank: join the process group, run ``entry``, and leave its outcome in ``outcomes``
     (the error, "stopped" or "done") for ``_failure`` to read if the run fails."""
-    rank = environment_rank()
+    rank = launcher.rank()
     if not logging.getLogger().handlers:  # spawned: a fresh process
         logging.basicConfig(format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("simple_cnn").setLevel(level if rank == 0 else logging.WARNING)
     if backend == "gloo":
         torch.set_num_threads(threads or 1)
     else:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(launcher.local_rank())
     dist.init_process_group(backend)
     outcome = Path(outcomes) / f"rank_{rank}"
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from simple_cnn import launcher
 from simple_cnn.augment import BatchAugment
 from simple_cnn.training import distributed
 from simple_cnn.training.config import TrainConfig, resolve_device
@@ -39,17 +40,18 @@ def fit_on_processes(
     workers (``on_epoch_end`` and the model must be picklable) return rank 0's result."""
     args = (model, train_images, train_labels, val_images, val_labels, augment, config,
             checkpoint_path, model_config, on_epoch_end)
-    settings, device = config.distributed, resolve_device(config.device)
-    if distributed.under_torchrun():
+    settings, torchrun = config.distributed, launcher.under_torchrun()
+    if settings.nproc_per_node == 1 and not torchrun:
+        return fit(*args)
+    device = resolve_device(config.device)
+    backend = distributed.backend_for(settings.backend, device)
+    if torchrun:
         if settings.nproc_per_node != 1:
             logger.info("Started by torchrun: it decides the processes, so "
                         "cnn.training.distributed.nproc_per_node=%d is not used.",
                         settings.nproc_per_node)
-        with distributed.joined(distributed.backend_for(settings.backend, device)):
+        with distributed.joined(backend):
             return fit(*args)
-    if settings.nproc_per_node == 1:
-        return fit(*args)
-    backend = distributed.backend_for(settings.backend, device)
     distributed.check_world(settings.nproc_per_node, config, device)
     config.check_schedule(config.steps_per_epoch(len(train_images)))
     logger.info("Starting %d training processes (%s).", settings.nproc_per_node, backend)
