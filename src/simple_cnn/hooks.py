@@ -99,10 +99,45 @@ class AblationStudiesHooks:
             pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
 
 
+class StudyProgressHooks:
+    """A progress bar over the study's runs in ``kedro run --pipelines ablation``: runs done of
+    those to do, and the time left at the rate so far (``kedro ablation run`` has its own)."""
+
+    RUN_NODE = ".train_and_evaluate_run"
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    @hook_impl(trylast=True)  # after StaleOutputsHooks, which marks stale rows missing
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
+        from tqdm.auto import tqdm
+
+        nodes = [node for node in pipeline.nodes if node.name.endswith(self.RUN_NODE)]
+        if run_params.get("only_missing_outputs"):
+            nodes = [node for node in nodes if not all(catalog.exists(o) for o in node.outputs)]
+        runs = len(nodes)
+        self._bar = tqdm(total=runs, desc="ablation runs", unit="run") if runs > 1 else None
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        if self._bar is not None and node.name.endswith(self.RUN_NODE):
+            self._bar.update()
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    on_pipeline_error = after_pipeline_run
+
+
 class StaleOutputsHooks:
     """``--only-missing-outputs`` with make's rule: a node whose inputs will be made anew in
     this run runs again too, even if its own outputs exist (Kedro alone skips it). So a study
-    that gains a variant trains only that variant, and its summary covers it."""
+    that gains a variant trains only that variant, and its summary covers it. An ablation row
+    or summary that exists but was made under other settings counts as missing (see
+    ``pipelines/ablation/freshness.py``)."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog) -> None:
@@ -112,6 +147,9 @@ class StaleOutputsHooks:
             return name in catalog and not isinstance(catalog.get(name), MemoryDataset)
 
         missing = [name for name in pipeline.all_outputs() if persistent(name) and not catalog.exists(name)]
+        for name in _outdated(catalog, pipeline):
+            catalog[name] = _Stale(catalog.get(name))
+            missing.append(name)
         if not missing:
             return
         downstream = pipeline.from_inputs(*missing)
@@ -120,11 +158,22 @@ class StaleOutputsHooks:
                 catalog[name] = _Stale(catalog.get(name))
 
 
+def _outdated(catalog, pipeline: Pipeline) -> dict[str, str]:
+    if not any(name.endswith(".ablation_run") or name == "ablation_summary"
+               for name in pipeline.all_outputs()):
+        return {}
+    from simple_cnn.pipelines.ablation.freshness import outdated  # imports torch: not at startup
+
+    return outdated(catalog, pipeline)
+
+
 class _Stale(AbstractDataset):
-    """A dataset that reports itself missing, so that ``--only-missing-outputs`` remakes it."""
+    """A dataset that reports itself missing, so that ``--only-missing-outputs`` remakes it;
+    ``wrapped`` is the real one (its versions and ``metadata``, for tracking)."""
 
     def __init__(self, dataset: AbstractDataset) -> None:
-        self._dataset = dataset
+        self._dataset = self.wrapped = dataset
+        self.metadata = getattr(dataset, "metadata", None)
 
     def _load(self) -> Any:
         return self._dataset.load()
@@ -166,6 +215,7 @@ class _RankLocal(AbstractDataset):
 
     def __init__(self, dataset: AbstractDataset) -> None:
         self._dataset, self._saved = dataset, MemoryDataset()
+        self.wrapped, self.metadata = dataset, getattr(dataset, "metadata", None)
 
     def _load(self) -> Any:
         return self._saved.load() if self._saved.exists() else self._dataset.load()

@@ -30,11 +30,12 @@ from simple_cnn.hooks import (  # noqa: E402
     RunIsolationHooks,
     RunProfileHooks,
     StaleOutputsHooks,
+    StudyProgressHooks,
     TorchrunRanksHooks,
 )
 
 HOOKS = (AblationStudiesHooks(), ParameterChecksHooks(), RunIsolationHooks(), StaleOutputsHooks(),
-         ParallelRunnerHooks(), TorchrunRanksHooks(), RunProfileHooks(), *tracking.hooks())
+         ParallelRunnerHooks(), TorchrunRanksHooks(), StudyProgressHooks(), RunProfileHooks(), *tracking.hooks())
 
 # With the `mlflow` extra, kedro-mlflow's hook is in HOOKS above (as the project's subclass,
 # with the project's store and checks; SIMPLE_CNN_TRACKING=off leaves it out), not registered

@@ -16,10 +16,67 @@ from simple_cnn.training.config import TrainConfig
 Records = list[dict[str, Any]]
 
 
+VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:gray"}
+
+
+def forest(summary: dict[str, Any]) -> Figure:
+    """One row per claim: the mean paired difference in the claimed direction with its
+    interval, the zero line, and the verdict (the A/A control last, marked)."""
+    names = sorted(summary["studies"], key=lambda n: summary["studies"][n]["control"])
+    fig = Figure(figsize=(8, 0.55 * len(names) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    for row, name in enumerate(reversed(names)):
+        study = summary["studies"][name]
+        colour = VERDICT_COLOURS[study["verdict"]]
+        if study["interval"] is not None:
+            low, high = (100 * v for v in study["interval"])
+            mean = 100 * study["difference"]
+            ax.errorbar(mean, row, xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=4)
+        label = study["verdict"] + (" (budget-dependent)" if study["budget_dependent"] else "")
+        ax.annotate(label, (1.01, row), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+                    color=colour)
+    ax.axvline(0, color="black", linewidth=0.8)
+    labels = [f"{n} [A/A control]" if summary["studies"][n]["control"] else
+              f"{n} ({summary['studies'][n]['test']['metric'].replace('_', ' ')})" for n in reversed(names)]
+    ax.set_yticks(range(len(names)), labels, fontsize=8)
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    ax.set_xlabel("difference in the claimed direction (percentage points): mean over paired "
+                  f"seeds, {1 - summary['alpha']:.0%} interval", fontsize=8)
+    ax.set_title("Each claim's effect (right of 0: as claimed)", fontsize=10)
+    return fig
+
+
+def effect_along_budget(summary: dict[str, Any], name: str) -> Figure:
+    """One claim's mean paired difference and interval at each budget point, with each seed's
+    difference; the verdict at each point in its colour."""
+    study = summary["studies"][name]
+    points = [*study["along_budget"], {"fraction": 1.0, "mean": study["difference"],
+                                       "interval": study["interval"], "verdict": study["verdict"]}]
+    fig = Figure(figsize=(6.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for point in points:
+        if point["interval"] is None:
+            continue
+        low, high = (100 * v for v in point["interval"])
+        mean = 100 * point["mean"]
+        ax.errorbar(point["fraction"], mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
+                    color=VERDICT_COLOURS[point["verdict"]])
+    for pair in study["pairs"]:
+        ax.plot(1.0, 100 * pair["difference"], "_", color="black", markersize=12)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([p["fraction"] for p in points], [f"{p['fraction']:g}" for p in points])
+    ax.set_xlabel("fraction of each run's budget (the best weights at that point)")
+    ax.set_ylabel("difference (points)")
+    ax.set_title(f"{name}: the effect along the budget (bars: seeds at the end)", fontsize=9)
+    return fig
+
+
 def study_accuracy(summary: dict[str, Any], studies: list[str] | None = None) -> Figure:
     """Per study, mean ± std test accuracy per variant over seeds (diverged runs counted)."""
     names = studies or list(summary["studies"])
-    fig = Figure(figsize=(4.2 * min(len(names), 3), 3.4 * -(-len(names) // 3)), layout="constrained")
+    fig = Figure(figsize=(max(7.5, 4.2 * min(len(names), 3)), 3.4 * -(-len(names) // 3)),
+                 layout="constrained")
     axes = np.atleast_1d(fig.subplots(-(-len(names) // 3), min(len(names), 3), squeeze=False)).ravel()
     for ax, name in zip(axes, names, strict=False):
         study = summary["studies"][name]
@@ -39,8 +96,8 @@ def study_accuracy(summary: dict[str, Any], studies: list[str] | None = None) ->
         ax.set_title(f"{name}: {study['verdict']}", fontsize=9)
     for ax in axes[len(names):]:
         ax.set_axis_off()
-    fig.suptitle("Ablation: mean ± std test accuracy over seeds (green: claimed better, orange: "
-                 "its comparison)", fontsize=9)
+    fig.suptitle("Mean ± std test accuracy over seeds\n(green: claimed better, orange: its "
+                 "comparison)", fontsize=9)
     return fig
 
 
@@ -132,7 +189,7 @@ def accuracy_vs_batch_size(records: Records) -> Figure:
     ax.set_xlabel("batch size")
     ax.set_ylabel("test accuracy")
     ax.legend(title="norm", fontsize=8)
-    ax.set_title("Normalisation vs batch size (same number of steps)", fontsize=9)
+    ax.set_title("Normalisation vs batch size", fontsize=9)
     return fig
 
 
@@ -154,6 +211,23 @@ def warmup_lr_traces(records: Records) -> Figure:
     ax.legend(fontsize=7, title="x: diverged there", title_fontsize=7)
     ax.set_title("Warmup variants: the LR actually used", fontsize=9)
     return fig
+
+
+def report_figures(records: Records, config: TrainConfig) -> dict[str, Figure]:
+    """The report's figures of the runs, each only where a study of this run varies what it
+    shows (a figure with nothing to show is left out)."""
+    shown = {
+        "Augmentation preset x training-set size":
+            (augmentation_heatmap, ("augmentation.preset", "training.fraction"), False),
+        "Dead units per layer": (dead_units_by_layer, ("model.activation",), False),
+        "Accuracy vs batch size per normalisation":
+            (accuracy_vs_batch_size, ("model.norm", "training.batch_size"), False),
+        "Warmup variants' learning rate": (warmup_lr_traces, ("training.warmup",), True),
+    }
+    figures = {title: draw(records) for title, (draw, keys, diverged_too) in shown.items()
+               if any(diverged_too or not r["diverged"] for r in _varying(records, *keys))}
+    figures["A hand-rolled warmup wrapper vs LinearLR + SequentialLR"] = warmup_wrapper_bug(config)
+    return figures
 
 
 def warmup_wrapper_bug(config: TrainConfig, steps_per_epoch: int = 20) -> Figure:

@@ -103,6 +103,26 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.sort(np.concatenate(keep))
 
 
+def subset_size(class_counts: list[int], fraction: float) -> int:
+    """How many images :func:`stratified_subset` keeps of classes of these sizes."""
+    if fraction >= 1.0:
+        return sum(class_counts)
+    return sum(max(1, round(fraction * n)) for n in class_counts if n)
+
+
+def splits_fingerprint(*splits: dict[str, np.ndarray]) -> str:
+    """A short content hash of the splits (images and labels): what a result was computed on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split in splits:
+        for key in sorted(split):
+            array = np.ascontiguousarray(split[key])
+            digest.update(f"{key}{array.dtype}{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()[:16]
+
+
 def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 images, on the 0-1 scale."""
     channels = images.shape[-1]

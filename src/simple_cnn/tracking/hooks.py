@@ -14,7 +14,7 @@ from typing import Any
 import mlflow
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
-from kedro.io.core import AbstractVersionedDataset
+from kedro.io.core import AbstractVersionedDataset, Version
 from kedro.pipeline import Pipeline
 from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import Param, RunTag
@@ -170,19 +170,33 @@ class RunRecordHooks:
         if run_id is None:
             return
         client = MlflowClient()
-        outputs = {name: catalog.get(name) for name in sorted(pipeline.all_outputs()) if name in catalog}
+        outputs = {name: _unwrapped(catalog.get(name)) for name in sorted(pipeline.all_outputs())
+                   if name in catalog}
         kinds = {name: _kind(name, dataset) for name, dataset in outputs.items()}
         saved = {name: dataset for name, dataset in outputs.items() if _saved(dataset, version)}
         _log(client, run_id, tags=_tags({f"kedro.version.{name}": version for name in saved}))
         own = list(kinds.values()).count("ablation_run") == 1  # a session of one study run is that run
         for name, dataset in saved.items():
             if kinds[name] == "metrics":
-                _log(client, run_id, metrics=records.metrics(name, catalog.load(name, version)))
+                _log(client, run_id, metrics=records.metrics(name, _load(dataset, version)))
             elif kinds[name] == "artifact" and getattr(dataset, "_protocol", "file") == "file":
                 path = Path(str(dataset._get_versioned_path(version)))
                 client.log_artifact(run_id, str(path), artifact_path=name)
             elif kinds[name] == "ablation_run":
-                _log_study_run(client, run_id, catalog.load(name, version), own)
+                _log_study_run(client, run_id, _load(dataset, version), own)
+
+
+def _unwrapped(dataset):
+    """The real dataset behind the project's proxies (a stale output being remade under
+    ``--only-missing-outputs``, a rank's in-memory saves): its versions and metadata count."""
+    while hasattr(dataset, "wrapped"):
+        dataset = dataset.wrapped
+    return dataset
+
+
+def _load(dataset, version: str) -> Any:
+    """The version ``version`` of a versioned dataset."""
+    return dataset._copy(_version=Version(version, None)).load()
 
 
 def _kind(name: str, dataset) -> str | None:

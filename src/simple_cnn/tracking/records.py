@@ -78,8 +78,10 @@ def ablation_run(record: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[s
     tags = {"study": str(record["study"]), "variant": str(record["variant"]),
             "seed": str(record["seed"]), "kedro.namespace": str(record["namespace"])}
     params = flat_parameters(record.get("factors") or {}, "factors.")
-    budget = ("seed", "steps", "batch_size", "n_train")
+    budget = ("seed", "train_seed", "steps", "batch_size", "n_train", "fingerprint")
     params.update({key: str(record[key]) for key in budget if key in record})
+    params.update(flat_parameters(record.get("budget") or {}, "budget."))
     name = f"{record['study']}/{record['variant']}/seed_{record['seed']}"
-    measured = {key: value for key, value in record.items() if key not in ("factors", *budget)}
+    not_measured = ("factors", "made_with", "budget", *budget)
+    measured = {key: value for key, value in record.items() if key not in not_measured}
     return name, tags, params, metrics("ablation_run", measured)

@@ -113,11 +113,27 @@ def activation_stats(model: nn.Module, images: torch.Tensor) -> dict[str, dict[s
     return stats
 
 
-@torch.no_grad()
 def dead_units(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> dict[str, float] | None:
     """Per ReLU/LeakyReLU layer, the fraction of channels that never fire (output > 0 nowhere, on
     no image of ``images``): units a too-high LR or a bad start has killed. ``None`` when the
     model has no ReLU-family activation (GELU is never exactly off)."""
+    counts = dead_unit_counts(model, images, batch_size)
+    return None if counts is None else {name: dead / units for name, (dead, units) in counts.items()}
+
+
+def dead_fraction_of_all_units(counts: dict[str, tuple[int, int]] | None) -> float | None:
+    """Dead units over all units of every layer (a layer of 128 channels weighs 8x one of 16)."""
+    if not counts:
+        return None
+    return sum(dead for dead, _ in counts.values()) / sum(units for _, units in counts.values())
+
+
+@torch.no_grad()
+def dead_unit_counts(model: nn.Module, images: torch.Tensor,
+                     batch_size: int = 512) -> dict[str, tuple[int, int]] | None:
+    """Per ReLU/LeakyReLU layer, (units that never fire on ``images``, units): a unit is a
+    channel of a convolutional layer or a hidden unit of a linear one. ``None`` without such
+    a layer."""
     layers = [(name, m) for name, m in leaf_modules(model) if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
     if not layers:
         return None
@@ -139,4 +155,4 @@ def dead_units(model: nn.Module, images: torch.Tensor, batch_size: int = 512) ->
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return {name: (peak <= 0).float().mean().item() for name, peak in fired.items()}
+    return {name: (int((peak <= 0).sum().item()), peak.numel()) for name, peak in fired.items()}

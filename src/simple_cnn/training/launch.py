@@ -32,6 +32,7 @@ def fit_on_processes(
     checkpoint_path: str | Path,
     model_config: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    keep_at: tuple[int, ...] = (),
 ) -> FitResult:
     """``fit`` on the processes this run asks for; rank 0's result.
 
@@ -39,7 +40,7 @@ def fit_on_processes(
     ``nproc_per_node`` > 1, the settings are checked here, before any process starts, and the
     workers (``on_epoch_end`` and the model must be picklable) return rank 0's result."""
     args = (model, train_images, train_labels, val_images, val_labels, augment, config,
-            checkpoint_path, model_config, on_epoch_end)
+            checkpoint_path, model_config, on_epoch_end, keep_at)
     settings, torchrun = config.distributed, launcher.under_torchrun()
     if settings.nproc_per_node == 1 and not torchrun:
         return fit(*args)

@@ -54,6 +54,10 @@ class FitResult:
     history: dict[str, Any]
     device: str
     amp: str
+    kept: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    """``keep_at`` step -> the weights the run would have ended with had it stopped after that
+    many steps: the best by validation accuracy of its epochs so far and of its weights at that
+    step (a run that stopped early keeps its best for the later steps)."""
 
 
 @dataclass
@@ -70,6 +74,7 @@ class _State:
     best_state: dict[str, torch.Tensor] | None = None
     epochs_without_improvement: int = 0
     finished: bool = False  # the last epoch, or early stopping, is done
+    kept: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # see FitResult.kept
 
 
 def to_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -148,8 +153,10 @@ def fit(
     checkpoint_path: str | Path,
     model_config: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    keep_at: tuple[int, ...] = (),
 ) -> FitResult:
-    """Train ``model``; return the weights of its best validation epoch and the history.
+    """Train ``model``; return the weights of its best validation epoch and the history (and
+    the best weights as they were after each number of steps in ``keep_at``).
 
     Seed the RNG before building ``model`` for reproducible initial weights; each epoch seeds
     its order and augmentation (and dropout) from ``config.seed``. The checkpoint at
@@ -159,7 +166,7 @@ def fit(
     world = distributed.current()
     with checkpoint_lock(Path(checkpoint_path)) if world.main else contextlib.nullcontext():
         return _fit(world, model, train_images, train_labels, val_images, val_labels, augment, config,
-                    Path(checkpoint_path), model_config or {}, on_epoch_end)
+                    Path(checkpoint_path), model_config or {}, on_epoch_end, tuple(keep_at))
 
 
 def _warn_small_batch_norm(model: nn.Module, batch_size: int) -> None:
@@ -189,6 +196,8 @@ class _Run:
     checkpoint_path: Path
     world: World = World()
     state: _State = field(default_factory=_State)
+    keep_at: tuple[int, ...] = ()  # steps after which to keep the weights the run would end with
+    at_kept_step: Callable[[int], None] = lambda step: None  # called after each such step
 
     def steps_in(self, epoch: int) -> int:
         """Steps of ``epoch`` (with ``max_steps`` the last epoch is cut short)."""
@@ -196,7 +205,8 @@ class _Run:
 
 
 def _fit(world: World, model, train_images, train_labels, val_images, val_labels, augment, config,
-         checkpoint_path: Path, model_config: dict[str, Any], on_epoch_end) -> FitResult:
+         checkpoint_path: Path, model_config: dict[str, Any], on_epoch_end,
+         keep_at: tuple[int, ...] = ()) -> FitResult:
     device = world.device(resolve_device(config.device))
     distributed.check_world(world.size, config, device)
     amp_dtype = resolve_amp(config.amp, device)
@@ -210,11 +220,14 @@ def _fit(world: World, model, train_images, train_labels, val_images, val_labels
         _restore(run, checkpoint)
     images, labels = to_device_images(train_images, device), _labels(train_labels, device)
     val_x, val_y = to_device_images(val_images, device), _labels(val_labels, device)
+    run.keep_at = keep_at
+    run.at_kept_step = lambda step: _keep_now(run, step, val_x, val_y)
     _log_start(run, device, amp_dtype, len(images))
     for epoch in range(run.state.epoch + 1, run.epochs + 1):
         row = _epoch_row(run, epoch, images, labels, val_x, val_y)
         _record(run, row)
         stop = _update_best(run, epoch, row["val_accuracy"], has_val=len(val_y) > 0)
+        _keep_at_epoch_end(run, epoch)
         if world.main:
             _checkpoint(run, model_config, signature)
         if on_epoch_end is not None:
@@ -335,8 +348,9 @@ def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.T
     show_bar = config.progress_bar and world.main and sys.stderr.isatty()
     bar = tqdm(total=n_steps, desc=f"epoch {epoch}/{run.epochs}", disable=not show_bar,
                leave=False, unit="step")
-    for first in range(0, n_steps, config.log_every):
-        steps = range(first, min(first + config.log_every, n_steps))
+    before = (epoch - 1) * run.steps_per_epoch  # steps of the earlier epochs
+    for first, last in _intervals(n_steps, config.log_every, [k - before for k in run.keep_at]):
+        steps = range(first, last)
         snapshot = _Snapshot.take(run, totals)
         for step in steps:
             _train_step(run, epoch, step, images, labels, order, totals, check=False)
@@ -347,6 +361,8 @@ def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.T
             raise NonFiniteLossError(f"A non-finite loss in epoch {epoch}, steps {first + 1}-"
                                      f"{steps[-1] + 1}, did not recur when replayed (a "
                                      f"non-deterministic kernel); lower cnn.training.lr.")
+        if before + last in run.keep_at and last < n_steps:  # an epoch's end is kept after evaluation
+            run.at_kept_step(before + last)
         if show_bar:
             seen = (steps[-1] + 1) * config.batch_size // world.size
             bar.update(len(steps))
@@ -364,6 +380,13 @@ def train_one_epoch(run: _Run, epoch: int, images: torch.Tensor, labels: torch.T
             "train_accuracy": correct / n_seen, "lr": run.optimizer.param_groups[0]["lr"],
             "seconds": seconds, "images_per_second": rate,
             "skipped_steps": int(totals.skipped.item())}  # the same on every rank
+
+
+def _intervals(n_steps: int, every: int, cuts: list[int]) -> list[tuple[int, int]]:
+    """The epoch's steps in intervals of ``every`` (one wait for the device each), also cut
+    after each step count in ``cuts`` that falls inside the epoch."""
+    ends = sorted({*range(every, n_steps, every), *(c for c in cuts if 0 < c < n_steps), n_steps})
+    return list(zip([0, *ends[:-1]], ends))
 
 
 def epoch_seed(seed: int, purpose: str, *keys: int) -> int:
@@ -499,6 +522,29 @@ def _update_best(run: _Run, epoch: int, val_accuracy: float, has_val: bool) -> b
     return stop
 
 
+def _keep_now(run: _Run, step: int, val_x: torch.Tensor, val_y: torch.Tensor) -> None:
+    """After ``step`` steps (one of ``keep_at``): keep the better of the best epoch so far and
+    the weights now, by validation accuracy. Training goes on unchanged (the best epoch is
+    still chosen among epoch ends); in a process group rank 0 keeps."""
+    state = run.state
+    if not run.world.main or step in state.kept:
+        return
+    accuracy = evaluate(run, val_x, val_y)["val_accuracy"] if len(val_y) else math.inf
+    if state.best_state is None or accuracy > state.best_accuracy:
+        state.kept[step] = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+    else:
+        state.kept[step] = state.best_state
+
+
+def _keep_at_epoch_end(run: _Run, epoch: int) -> None:
+    """The best weights (this epoch included) for the step of ``keep_at`` that ends this epoch,
+    and, once the run is finished (the last epoch, or early stopping), for every later one."""
+    done = min(epoch * run.steps_per_epoch, run.total_steps)
+    for step in run.keep_at:
+        if step <= done or run.state.finished:
+            run.state.kept.setdefault(step, run.state.best_state)
+
+
 def _result(run: _Run, has_val: bool, device: torch.device, amp_dtype) -> FitResult:
     state = run.state
     history = copy.deepcopy(state.history)
@@ -507,6 +553,7 @@ def _result(run: _Run, has_val: bool, device: torch.device, amp_dtype) -> FitRes
                    best_val_accuracy=state.best_accuracy if has_val else None,
                    train_seconds=float(sum(history["seconds"])),
                    steps_per_epoch=run.steps_per_epoch, total_steps=run.total_steps,
+                   stopped_early=len(history["epoch"]) < run.epochs,
                    warmup_steps=run.config.warmup_steps(run.steps_per_epoch))
     return FitResult(best_state=state.best_state, history=history, device=str(device),
-                     amp=amp_name(amp_dtype))
+                     amp=amp_name(amp_dtype), kept=dict(state.kept))

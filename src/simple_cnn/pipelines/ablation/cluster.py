@@ -77,9 +77,10 @@ def run_study(sessions: StudySessions, client_factory, echo=print) -> Outcome:
     outcome = Outcome()
     with ExitStack() as stack:
         session = stack.enter_context(sessions.session())
-        pending, total = missing_runs(session)
+        pending, total, stale = missing_runs(session)
         echo(f"Ablation study: {total} runs, {total - len(pending)} already have their row, "
-             f"{len(pending)} to run.")
+             f"{len(pending)} to run" + (f" ({stale} of them stale: made with other settings)."
+                                         if stale else "."))
         if not pending:
             ingest(session)
         else:
@@ -87,6 +88,7 @@ def run_study(sessions: StudySessions, client_factory, echo=print) -> Outcome:
             warming = [client.submit(warm_up, pure=False, workers=[worker])  # meanwhile
                        for worker in client.scheduler_info()["workers"]]
             ingest(session)
+            check_runs(session, pending)
             check_workers(client, sessions.project, warming)
             outcome = dispatch(client, sessions, pending, echo)
             echo(timing_line(outcome))
@@ -98,17 +100,36 @@ def run_study(sessions: StudySessions, client_factory, echo=print) -> Outcome:
 
 
 # ------------------------------------------------------------------ here, before and after
-def missing_runs(session: KedroSession) -> tuple[list[str], int]:
-    """The namespaces of the runs to do (all of them if the splits are to be made anew), and
-    how many runs the study has."""
+def missing_runs(session: KedroSession) -> tuple[list[str], int, int]:
+    """The namespaces of the runs to do (all of them if the splits are to be made anew; a run
+    whose row was made with other settings is done again), how many runs the study has, and
+    how many of those to do are stale."""
     from kedro.framework.project import pipelines
+
+    from simple_cnn.pipelines.ablation.freshness import outdated
 
     catalog = session.load_context().catalog
     study = pipelines[PIPELINE]
     namespaces = sorted({n.namespace for n in study.nodes if n.namespace})
     new_splits = not all(catalog.exists(name) for name in _run_inputs(study) if name in catalog)
-    pending = [ns for ns in namespaces if new_splits or not catalog.exists(f"{ns}.ablation_run")]
-    return pending, len(namespaces)
+    stale = {name.removesuffix(".ablation_run") for name in outdated(catalog, study)}
+    pending = [ns for ns in namespaces
+               if new_splits or ns in stale or not catalog.exists(f"{ns}.ablation_run")]
+    return pending, len(namespaces), len(stale & set(pending))
+
+
+def check_runs(session: KedroSession, namespaces: list[str]) -> None:
+    """Every run's parameters against its real length and the validation split, here, before
+    any of them trains (a run that cannot train would otherwise fail on its worker)."""
+    from simple_cnn.ablation.studies import AblationParams
+    from simple_cnn.pipelines.ablation.nodes import RunNodes
+
+    catalog = session.load_context().catalog
+    ablation = AblationParams.model_validate(catalog.load("params:ablation"))
+    summary, cnn = catalog.load("dataset_summary"), catalog.load("params:cnn")
+    runs = {run.namespace: run for run in ablation.runs()}
+    for namespace in namespaces:
+        RunNodes(runs[namespace]).configure_run(cnn, ablation, summary)
 
 
 def ingest(session: KedroSession) -> None:

@@ -13,12 +13,13 @@ from matplotlib.figure import Figure
 
 from simple_cnn.ablation import figures
 from simple_cnn.ablation.report import ablation_html
-from simple_cnn.ablation.studies import AblationParams, Run, factors, run_parameters
+from simple_cnn.ablation.rows import fingerprint, provenance
+from simple_cnn.ablation.studies import AblationParams, Run, check_run_length, factors, run_parameters
 from simple_cnn.ablation.summary import summarise
-from simple_cnn.errors import NonFiniteLossError
+from simple_cnn.errors import ConfigError, NonFiniteLossError
 from simple_cnn.parameters import CnnParams
 from simple_cnn.pipelines.cnn.nodes import evaluate_cnn, inference, train_cnn, training_part
-from simple_cnn.training.diagnostics import dead_units
+from simple_cnn.training.diagnostics import dead_fraction_of_all_units, dead_unit_counts
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,16 @@ class RunNodes:
 
     run: Run
 
-    def configure_run(self, cnn: CnnParams, ablation: AblationParams) -> CnnParams:
-        """The ``cnn`` parameters of this run."""
-        return run_parameters(_typed(cnn, CnnParams).model_dump(), _typed(ablation, AblationParams),
-                              self.run)
+    def configure_run(self, cnn: CnnParams, ablation: AblationParams,
+                      dataset_summary: dict[str, Any]) -> CnnParams:
+        """The ``cnn`` parameters of this run, checked against the run's real length and the
+        validation split (every run's ``configure_run`` runs before the first one trains)."""
+        ablation = _typed(ablation, AblationParams)
+        params = run_parameters(_typed(cnn, CnnParams).model_dump(), ablation, self.run)
+        where = f"ablation.studies.{self.run.study}.variants.{self.run.variant}"
+        check_run_length(params, dataset_summary["counts"]["train"]["per_class"], where)
+        _check_validation_split(ablation, dataset_summary["counts"]["val"]["total"])
+        return params
 
     def train_and_evaluate_run(
         self, train_split: Split, val_split: Split, test_split: Split,
@@ -56,15 +63,35 @@ class RunNodes:
                           run_params, ablation, run=self.run)
 
 
+def _check_validation_split(ablation: AblationParams, n_val: int) -> None:
+    needed = ablation.val_images + ablation.report_images
+    if needed > n_val:
+        raise ConfigError(
+            f"ablation.val_images={ablation.val_images} + ablation.report_images="
+            f"{ablation.report_images} = {needed} exceed the validation split ({n_val} images): "
+            "the images that pick each run's best epoch and those reported must not overlap; "
+            "lower them or raise ingestion.val_size.")
+
+
+def selection_and_report(val_split: Split, ablation: AblationParams) -> tuple[Split, Split]:
+    """The validation images that pick the best epoch, and the next ones, which are reported
+    (val accuracy, train-val gap): never the same images."""
+    first, last = ablation.val_images, ablation.val_images + ablation.report_images
+    return ({key: value[:first] for key, value in val_split.items()},
+            {key: value[first:last] for key, value in val_split.items()})
+
+
 def train_run(
     train_split: Split, val_split: Split, dataset_summary: dict[str, Any], cnn_checkpoint: Path,
     run_params: CnnParams, ablation: AblationParams,
 ) -> dict[str, Any]:
-    """``train_cnn`` on the run's parameters; a diverged run returns its divergence instead of
-    raising, so that the study goes on."""
-    val = _head(val_split, ablation.val_images)
+    """``train_cnn`` on the run's parameters, picking its best epoch on the selection images and
+    keeping the best weights at each budget point; a diverged run returns its divergence
+    instead of raising, so that the study goes on."""
+    selection, _ = selection_and_report(val_split, ablation)
     try:
-        model, history = train_cnn(train_split, val, dataset_summary, cnn_checkpoint, run_params)
+        model, history = train_cnn(train_split, selection, dataset_summary, cnn_checkpoint,
+                                   run_params, keep_at=tuple(ablation.budget_points))
     except NonFiniteLossError as error:
         logger.warning("Diverged: %s", error)
         return {"model": None, "history": None, "divergence": {"message": str(error), **error.details}}
@@ -75,45 +102,63 @@ def record_run(
     training_outcome: dict[str, Any], train_split: Split, val_split: Split, test_split: Split,
     dataset_summary: dict[str, Any], run_params: CnnParams, ablation: AblationParams, *, run: Run,
 ) -> dict[str, Any]:
-    """One row of ``ablation_results``: what the run scored, cost and left dead, or where it
-    diverged."""
+    """One row of ``ablation_results``: what made it (and its fingerprint), what the run scored
+    at the end and at each budget point, cost and left dead, or where it diverged."""
     training = run_params.training
     trained_on = training_part(train_split, training)
+    made_with = provenance(run_params, ablation, dataset_summary)
     row = {"study": run.study, "variant": run.variant, "seed": run.seed,
-           "namespace": run.namespace, "factors": factors(ablation, run),
-           "n_train": len(trained_on["labels"]),
-           "steps": training.max_steps, "batch_size": training.batch_size}
+           "train_seed": training.seed, "namespace": run.namespace, "factors": factors(ablation, run),
+           "fingerprint": fingerprint(made_with), "made_with": made_with,
+           "n_train": len(trained_on["labels"]), "batch_size": training.batch_size,
+           "budget": ablation.studies[run.study].budget(ablation.max_steps),
+           "chance": 1 / len(dataset_summary["class_names"])}
     divergence = training_outcome["divergence"]
     if divergence is not None:
         return {**row, **_no_scores(), "diverged": True,
+                "steps": divergence.get("step"), "converged": False,
                 "divergence": {k: v for k, v in divergence.items() if k != "lr_per_step"},
                 "lr_per_step": divergence.get("lr_per_step", [])}
     model, history = training_outcome["model"], training_outcome["history"]
-    _, metrics = evaluate_cnn(model, test_split, dataset_summary, run_params)
-    clean = inference(model, dataset_summary, run_params)
-    train_seen = _head(trained_on, ablation.val_images)
-    val = _head(val_split, ablation.val_images)
-    train_accuracy, val_accuracy = (_accuracy(clean, split, run_params) for split in (train_seen, val))
-    dead = dead_units(clean.model, clean.prepared(val["images"]).float())
-    seconds = history["train_seconds"]
+    _, report = selection_and_report(val_split, ablation)
+    train_seen = {key: value[:ablation.report_images] for key, value in trained_on.items()}
+    scores = {str(fraction): {"step": history["kept_steps"][fraction],
+                              **_scores({**model, "state_dict": state}, train_seen, report,
+                                        test_split, dataset_summary, run_params)}
+              for fraction, state in model["kept"].items()}
+    final = scores[str(ablation.budget_points[-1])]
+    steps, seconds = len(history["lr_per_step"]), history["train_seconds"]
     return {
-        **row, "diverged": False, "divergence": None,
-        "test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-        "train_accuracy": train_accuracy, "val_accuracy": val_accuracy,
-        "gap": train_accuracy - val_accuracy, "best_epoch": history["best_epoch"],
-        "epochs": len(history["epoch"]), "train_seconds": seconds,
-        "images_per_second": history["total_steps"] * training.batch_size / seconds,
+        **row, "diverged": False, "divergence": None, **{k: v for k, v in final.items() if k != "step"},
+        "along_budget": scores, "best_epoch": history["best_epoch"], "epochs": len(history["epoch"]),
+        "steps": steps, "passes": steps * training.batch_size / len(trained_on["labels"]),
+        "converged": history["stopped_early"], "train_seconds": seconds,
+        "images_per_second": steps * training.batch_size / seconds,
         "skipped_steps": int(sum(history["skipped_steps"])), "device": history["device"],
         "amp": history["amp"], "augmentation": history["augmentation"],
-        "dead_units": dead, "dead_unit_fraction": None if dead is None else float(np.mean(list(dead.values()))),
         "lr_per_step": history["lr_per_step"],
     }
 
 
+def _scores(model: dict[str, Any], train_seen: Split, report: Split, test_split: Split,
+            dataset_summary: dict[str, Any], params: CnnParams) -> dict[str, Any]:
+    """Test accuracy and macro-F1, the reported val accuracy and the train-val gap on it, and
+    the dead units (per layer, and the fraction of all units) of one set of weights."""
+    _, metrics = evaluate_cnn(model, test_split, dataset_summary, params)
+    clean = inference(model, dataset_summary, params)
+    train_accuracy, val_accuracy = (_accuracy(clean, split, params) for split in (train_seen, report))
+    counts = dead_unit_counts(clean.model, clean.prepared(report["images"]).float())
+    return {"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "train_accuracy": train_accuracy, "val_accuracy": val_accuracy,
+            "gap": train_accuracy - val_accuracy,
+            "dead_units": None if counts is None else {k: d / n for k, (d, n) in counts.items()},
+            "dead_unit_fraction": dead_fraction_of_all_units(counts)}
+
+
 def _no_scores() -> dict[str, Any]:
     keys = ("test_accuracy", "macro_f1", "train_accuracy", "val_accuracy", "gap", "best_epoch",
-            "epochs", "train_seconds", "images_per_second", "skipped_steps", "device", "amp",
-            "augmentation", "dead_units", "dead_unit_fraction")
+            "epochs", "passes", "train_seconds", "images_per_second", "skipped_steps", "device",
+            "amp", "augmentation", "dead_units", "dead_unit_fraction", "along_budget")
     return dict.fromkeys(keys)
 
 
@@ -122,21 +167,20 @@ def _accuracy(clean, split: Split, params: CnnParams) -> float:
     return float((logits.argmax(1).cpu().numpy() == split["labels"]).mean())
 
 
-def _head(split: Split, n: int) -> Split:
-    return {key: value[:n] for key, value in split.items()}
-
-
 def summarise_ablation(ablation: AblationParams, *runs: dict[str, Any]) -> tuple[list, dict]:
-    """Every run's row (``ablation_results``) and, per study, mean/std/n per variant and the
-    claim's verdict (``ablation_summary``)."""
+    """Every run's row (``ablation_results``) and, per study, its regime, mean/std/n per
+    variant, the paired test at the end and along the budget, and the claim's verdict
+    (``ablation_summary``)."""
     records = list(runs)
     summary = summarise(records, ablation)
     finished = [r for r in records if not r["diverged"]]
     summary["budget"] = {
-        "max_steps": ablation.max_steps, "seeds": ablation.seeds, "val_images": ablation.val_images,
+        "seeds": ablation.seeds, "selection images": ablation.val_images,
+        "reported images": ablation.report_images, "budget points": ablation.budget_points,
         "device": sorted({r["device"] for r in finished}), "amp": sorted({r["amp"] for r in finished}),
-        "train_seconds_total": round(sum(r["train_seconds"] for r in finished), 1),
+        "train seconds total": round(sum(r["train_seconds"] for r in finished), 1),
     }
+    summary["preview"] = ablation.preview
     for name, study in summary["studies"].items():
         logger.info("Study %s: %s (%s)", name, study["verdict"], study["reason"])
     return records, summary
@@ -170,12 +214,7 @@ def plot_warmup_wrapper_bug(cnn: CnnParams) -> Figure:
 def build_ablation_report(
     ablation_summary: dict[str, Any], ablation_results: list[dict[str, Any]], cnn: CnnParams,
 ) -> str:
-    """The self-contained HTML report: a section per claim, then every figure."""
-    return ablation_html(ablation_summary, ablation_summary["budget"], {
-        "Augmentation preset x training-set size": figures.augmentation_heatmap(ablation_results),
-        "Dead units per layer": figures.dead_units_by_layer(ablation_results),
-        "Accuracy vs batch size per normalisation": figures.accuracy_vs_batch_size(ablation_results),
-        "Warmup variants' learning rate": figures.warmup_lr_traces(ablation_results),
-        "A hand-rolled warmup wrapper vs LinearLR + SequentialLR":
-            figures.warmup_wrapper_bug(cnn.training),
-    })
+    """The self-contained HTML report: the forest plot, a section per claim, then the figures
+    that have something to show."""
+    return ablation_html(ablation_summary, ablation_summary["budget"],
+                         figures.report_figures(ablation_results, cnn.training))

@@ -60,7 +60,7 @@ def run_pipeline(run: Run) -> Pipeline:
     bound = nodes.RunNodes(run)
     return pipeline(
         [
-            node(bound.configure_run, ["params:cnn", "params:ablation"],
+            node(bound.configure_run, ["params:cnn", "params:ablation", "dataset_summary"],
                  "run_params", name="configure_run"),
             node(bound.train_and_evaluate_run,
                  ["train_split", "val_split", "test_split", "dataset_summary", "cnn_checkpoint",

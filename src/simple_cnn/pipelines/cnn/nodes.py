@@ -118,10 +118,14 @@ def train_cnn(
     dataset_summary: dict[str, Any],
     cnn_checkpoint: Path,
     params: CnnParams,
+    keep_at: tuple[float, ...] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train SimpleCNN; return the model (the best validation epoch's weights, with what its
     evaluation reports of the run) and the training history.
 
+    ``keep_at`` (fractions of the run's steps; not a node input) adds ``kept``: fraction -> the
+    best weights when the run had trained that part of its budget, and the history's
+    ``kept_steps``: fraction -> that number of steps.
     A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it).
     With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split.
     ``training.distributed`` (or torchrun) trains on several processes; rank 0's result."""
@@ -131,11 +135,14 @@ def train_cnn(
     augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
+    total = train_config.total_steps(train_config.steps_per_epoch(len(train_split["labels"])))
+    steps = {fraction: max(1, round(fraction * total)) for fraction in keep_at}
     result = fit_on_processes(
         model,
         _images(train_split["images"], config), train_split["labels"],
         _images(val_split["images"], config), val_split["labels"],
         augment, train_config, checkpoint_path=cnn_checkpoint, model_config=config.model_dump(),
+        keep_at=tuple(sorted(set(steps.values()))),
     )
     history = {**result.history, "device": result.device, "amp": result.amp,
                "augmentation": augment.preset}
@@ -145,7 +152,11 @@ def train_cnn(
     else:
         logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
                     history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
-    return {"state_dict": result.best_state, "training": _run_details(history)}, history
+    model_dict = {"state_dict": result.best_state, "training": _run_details(history)}
+    if keep_at:
+        model_dict["kept"] = {fraction: result.kept[step] for fraction, step in steps.items()}
+        history["kept_steps"] = steps
+    return model_dict, history
 
 
 def training_part(split: Split, training: TrainConfig) -> Split:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from simple_cnn.data.cifar10 import Cifar10Archive
 from simple_cnn.data.image_folder import ImageFolder
-from simple_cnn.data.raw import RawImages, channel_stats, stratified_split
+from simple_cnn.data.raw import RawImages, channel_stats, splits_fingerprint, stratified_split
 from simple_cnn.data.synthetic import make_synthetic
 from simple_cnn.errors import ConfigError
 from simple_cnn.parameters import IngestionParams
@@ -68,7 +68,8 @@ def split_train_val(
 def summarise_splits(
     train_split: Split, val_split: Split, test_split: Split, class_names: list[str]
 ) -> dict[str, Any]:
-    """Counts per class and split, and pixel mean/std per channel (train only, 0-1 scale)."""
+    """Counts per class and split, pixel mean/std per channel (train only, 0-1 scale), and the
+    splits' content fingerprint (what a result computed on them records)."""
     mean, std = channel_stats(train_split["images"])
     splits = {"train": train_split, "val": val_split, "test": test_split}
     return {
@@ -85,6 +86,7 @@ def summarise_splits(
         },
         "train_pixel_mean": mean,
         "train_pixel_std": std,
+        "fingerprint": splits_fingerprint(train_split, val_split, test_split),
     }
 
 
