@@ -1,6 +1,7 @@
 """The ablation study: typed study definitions, the verdict rule, the run record's pieces, and
 the pipeline through the real CLI on the smoke study (namespaces, resume, divergence)."""
 
+import html
 import json
 import shutil
 
@@ -12,7 +13,7 @@ from kedro.framework.startup import bootstrap_project
 from torch import nn
 
 from simple_cnn.ablation.studies import AblationParams, Run, run_parameters
-from simple_cnn.ablation.summary import judge, summarise
+from simple_cnn.ablation.summary import summarise
 from simple_cnn.ablation.warmup_pitfall import lr_traces
 from simple_cnn.data.raw import stratified_subset
 from simple_cnn.errors import ConfigError
@@ -37,14 +38,20 @@ def test_base_and_smoke_studies_expand_to_valid_runs():
         runs = params.runs()
         assert len({r.namespace for r in runs}) == len(runs) > 0
         for run in runs:
-            assert run_parameters(cnn, params, run).training.seed == run.seed
+            offset = params.studies[run.study].seed_offsets.get(run.variant, 0)
+            assert run_parameters(cnn, params, run).training.seed == run.seed + offset
     gpu = AblationParams.model_validate(raw_params("ablation", "gpu"))  # conf/gpu changes only the study
-    assert gpu.max_steps > 1000 and len(gpu.seeds) >= 5 and gpu.runs()
+    base = AblationParams.model_validate(raw_params("ablation", None))
+    assert gpu.max_steps > 1000 and len(gpu.seeds) >= 5 and len(gpu.runs()) > len(base.runs())
     cnn = CnnParams.model_validate(raw_params("cnn", None)).model_dump()
     assert all(run_parameters(cnn, gpu, run).training.device == "auto" for run in gpu.runs())
-    base = AblationParams.model_validate(raw_params("ablation", None))
-    assert len(base.seeds) >= 2 and {"norm_batch_size", "activation_lr", "augmentation_data",
+    assert len(base.seeds) >= 3 and {"aa_control", "norm_batch_size", "activation_lr", "augmentation_data",
                                      "warmup_lr_norm", "amp", "dropout_l2", "width_kernel"} <= set(base.studies)
+    assert [name for name, study in base.studies.items() if study.control] == ["aa_control"]
+    for name in ("augmentation_data", "dropout_l2", "width_kernel"):  # regularisation: to convergence
+        assert base.studies[name].epochs and base.studies[name].patience, name
+    quick = AblationParams.model_validate(raw_params("ablation", "quick"))
+    assert quick.preview and not base.preview and len(quick.runs()) == len(base.runs())
 
 
 def test_a_run_merges_cnn_base_study_and_variant_then_seed_and_budget():
@@ -54,12 +61,35 @@ def test_a_run_merges_cnn_base_study_and_variant_then_seed_and_budget():
     cnn = run_parameters(CnnParams().model_dump(), params, run)
     assert cnn.model.norm == "group" and cnn.training.lr == 0.2 and cnn.training.batch_size == 16
     assert (cnn.training.seed, cnn.training.max_steps, cnn.training.resume) == (5, 40, False)
+    assert cnn.training.early_stopping_patience == 0
     assert run.namespace == "ablation.norm.b.seed_5"
+
+
+def test_a_budget_in_epochs_with_patience_and_a_seed_offset():
+    params = ablation(studies={"norm": {**STUDY, "epochs": 30, "patience": 4, "seed_offsets": {"b": 100}}})
+    a, b = (run_parameters(CnnParams().model_dump(), params, Run("norm", v, 2)) for v in ("a", "b"))
+    assert (a.training.epochs, a.training.max_steps, a.training.early_stopping_patience) == (30, None, 4)
+    assert (a.training.seed, b.training.seed) == (2, 102)
+    assert params.studies["norm"].budget(200) == {"unit": "epochs", "length": 30, "patience": 4}
+    assert ablation().studies["norm"].budget(200) == {"unit": "steps", "length": 200, "patience": 0}
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"seeds": []}, r"ablation.seeds=\[\]: List should have at least 1 item"),
     ({"seeds": [1, 1]}, r"ablation.seeds=\[1, 1\]: .*seeds repeat"),
+    ({"studies": {"norm": {**STUDY, "seeds": [1, 1]}}}, r"ablation.studies.norm.seeds=\[1, 1\]: .*seeds repeat"),
+    ({"studies": {"norm": {**STUDY, "seeds": [-1]}}}, r"ablation.studies.norm.seeds=\[-1\]: .*every seed must be in"),
+    ({"studies": {"norm": {**STUDY, "epochs": 5, "max_steps": 10}}},
+     r"ablation.studies.norm.max_steps=10 and epochs=5 are two budgets"),
+    ({"studies": {"norm": {**STUDY, "patience": 3}}}, r"ablation.studies.norm.patience=3 counts epochs"),
+    ({"studies": {"norm": {**STUDY, "epochs": 3, "patience": 3}}},
+     r"ablation.studies.norm.patience=3 is not shorter than the cap \(epochs=3\)"),
+    ({"studies": {"norm": {**STUDY, "seed_offsets": {"c": 1}}}},
+     r"ablation.studies.norm.seed_offsets=\{'c': 1\} names no variant \(c\); choose from: a, b"),
+    ({"budget_points": [0.5, 0.25, 1.0]}, r"ablation.budget_points=\[0.5, 0.25, 1.0\]: .*must rise"),
+    ({"budget_points": [0.5]}, r"ablation.budget_points=\[0.5\]: .*to 1 \(the end\)"),
+    ({"studies": {"norm": {**STUDY, "variants": {"a": {"training": {"epochs": 3}}, "b": {}}}}},
+     r"ablation.studies.norm.variants.a.training.epochs=3 is set by the study"),
     ({"studies": {"norm": {**STUDY, "variants": {}}}}, r"ablation.studies.norm.variants=\{\}: .*at least 1 item"),
     ({"studies": {"norm": {**STUDY, "test": {"better": "c", "than": "a"}}}},
      r"ablation.studies.norm.test.better='c' is not a variant of this study; choose one of: a, b"),
@@ -88,7 +118,7 @@ def test_a_study_can_be_picked_by_name():
     assert ablation(studies_to_run="norm").runs() == ablation().runs()
     two = ablation(studies={"norm": STUDY, "other": STUDY}, studies_to_run=["other"], seeds=[3])
     assert [(r.study, r.variant, r.seed) for r in two.runs()] == [("other", "a", 3), ("other", "b", 3)]
-    assert len(ablation(studies={"norm": STUDY, "other": STUDY}).runs()) == 8
+    assert len(ablation(studies={"norm": STUDY, "other": STUDY}).runs()) == 12
 
 
 def test_a_run_leaves_the_base_parameters_as_they_were_and_names_its_factors():
@@ -108,56 +138,162 @@ def test_a_run_leaves_the_base_parameters_as_they_were_and_names_its_factors():
 
 
 # ------------------------------------------------------------------------------ the verdict
-def record(variant, value, seed, diverged=False):
-    return {"study": "norm", "variant": variant, "seed": seed, "diverged": diverged,
-            "test_accuracy": None if diverged else value, "factors": {}}
+def record(variant, value, seed, diverged=False, metric="test_accuracy"):
+    return {"study": "norm", "variant": variant, "seed": seed, "diverged": diverged, "chance": 0.1,
+            metric: None if diverged else value, "factors": {}, "n_train": 100, "batch_size": 8,
+            "passes": 2.0, "steps": 25, "converged": False, "fingerprint": f"{variant}{seed}",
+            "along_budget": None if diverged else {p: {metric: value} for p in ("0.125", "0.25", "0.5")}}
+
+
+def records_of(a, b, **kwargs):
+    return ([record("a", v, s, **kwargs) for s, v in enumerate(a)] +
+            [record("b", v, s, **kwargs) for s, v in enumerate(b)])
+
+
+def t_interval(differences, level=0.95):
+    """The Student-t interval and two-sided p, from the formulas (not the code under test)."""
+    from scipy import stats
+
+    d = np.asarray(differences)
+    n, mean, se = len(d), d.mean(), d.std(ddof=1) / np.sqrt(len(d))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * se
+    return (mean - half, mean + half), 2 * stats.t.sf(abs(mean / se), n - 1)
 
 
 @pytest.mark.parametrize("a, b, verdict", [
-    ([0.50, 0.52], [0.60, 0.61], "supported"),       # b better by 0.095, noise 2 x 0.011
-    ([0.60, 0.61], [0.50, 0.52], "contradicted"),
-    ([0.50, 0.60], [0.52, 0.61], "inconclusive"),    # within 2 x the pooled std
-    ([0.500, 0.500], [0.503, 0.503], "inconclusive"),  # below min_difference
+    ([0.50, 0.52, 0.55], [0.59, 0.62, 0.66], "supported"),      # b better by 0.09 to 0.11 on each seed
+    ([0.59, 0.62, 0.66], [0.50, 0.52, 0.55], "contradicted"),
+    ([0.50, 0.60, 0.55], [0.52, 0.58, 0.57], "inconclusive"),    # the differences change sign
+    ([0.500, 0.510, 0.520], [0.503, 0.5131, 0.5229], "inconclusive"),  # consistent, below min_difference
 ])
-def test_the_verdict_rule(a, b, verdict):
-    records = [record("a", v, s) for s, v in enumerate(a)] + [record("b", v, s) for s, v in enumerate(b)]
-    summary = summarise(records, ablation())
+def test_the_paired_rule(a, b, verdict):
+    summary = summarise(records_of(a, b), ablation())
     study = summary["studies"]["norm"]
-    assert study["verdict"] == verdict
-    pooled = np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
-    assert study["difference"] == pytest.approx(np.mean(b) - np.mean(a))
-    assert study["threshold"] == pytest.approx(max(2 * pooled, 0.005))
-    assert (summary["seeds"], summary["max_steps"], summary["runs"]) == ([0, 1], 200, 4)
-    assert "max(2 x the pooled seed standard deviation, 0.005)" in summary["rule"]
+    assert study["verdict"] == verdict, study["reason"]
+    d = np.array(b) - np.array(a)
+    (low, high), p = t_interval(d)
+    assert study["difference"] == pytest.approx(d.mean())
+    assert study["interval"] == pytest.approx([low, high]) and study["p"] == pytest.approx(p)
+    assert study["p_adjusted"] == pytest.approx(p)  # one claim: Holm changes nothing
+    assert [pair["difference"] for pair in study["pairs"]] == pytest.approx(d)
+    assert [pair["seed"] for pair in study["pairs"]] == [0, 1, 2]
+    assert (summary["seeds"], summary["runs"], summary["alpha"]) == ([0, 1, 2], 6, 0.05)
+    assert "Holm-adjusted" in summary["rule"] and "mean >= 0.005" in summary["rule"]
     assert study["variants"]["b"]["test_accuracy"]["mean"] == pytest.approx(np.mean(b))
     assert study["variants"]["b"]["test_accuracy"]["std"] == pytest.approx(np.std(b, ddof=1))
 
 
-def test_diverged_runs_count_for_divergence_and_not_for_accuracy():
-    records = [record("a", 0, 0, diverged=True), record("a", 0.5, 1), record("b", 0.6, 0), record("b", 0.6, 1)]
-    study = summarise(records, ablation())["studies"]["norm"]
-    assert study["variants"]["a"]["n_diverged"] == 1 and study["variants"]["a"]["test_accuracy"]["n"] == 1
-    assert study["verdict"] == "inconclusive" and "fewer than 2 finished runs (2 and 1)" in study["reason"]
-    assert study["variants"]["a"]["diverged"] == {"mean": 0.5, "std": pytest.approx(0.7071, abs=1e-4), "n": 2}
-    assert study["difference"] is None and study["threshold"] is None
-    diverged = judge([0.0, 0.0], [1.0, 1.0], "diverged", ablation())  # lower is better
-    assert diverged["verdict"] == "supported" and diverged["difference"] == pytest.approx(1.0)
-    assert judge([0.1, 0.1], [0.3, 0.3], "gap", ablation())["difference"] == pytest.approx(0.2)
+def test_seeds_pair_up_by_number_not_by_position():
+    rows = [record("a", 0.5, 0), record("a", 0.7, 1), record("b", 0.72, 1), record("b", 0.52, 0),
+            record("b", 0.9, 2)]  # seed 2 has no partner
+    study = summarise(rows, ablation())["studies"]["norm"]
+    assert [(p["seed"], p["difference"]) for p in study["pairs"]] == [(0, pytest.approx(0.02)),
+                                                                    (1, pytest.approx(0.02))]
 
 
-def test_a_difference_exactly_at_the_bound_is_inconclusive():
-    strict = ablation(min_difference=0.25)
-    assert judge([0.75, 0.75], [0.5, 0.5], "test_accuracy", strict)["verdict"] == "inconclusive"
-    assert judge([0.5, 0.5], [0.75, 0.75], "test_accuracy", strict)["verdict"] == "inconclusive"
-    assert judge([0.8, 0.8], [0.5, 0.5], "test_accuracy", strict)["verdict"] == "supported"
+def test_holm_adjusts_within_the_family_and_keeps_the_untested():
+    from simple_cnn.ablation.summary import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.02, None, 0.5]) == [pytest.approx(0.04), None, pytest.approx(0.5)]
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])
 
 
-def test_describe_over_no_one_and_two_seeds():
-    from simple_cnn.ablation.summary import describe
+def test_claims_are_adjusted_together_and_the_control_on_its_own():
+    study = {**STUDY, "variants": {"a": {}, "b": {}}}
+    params = ablation(studies={"one": study, "two": study, "control": {**study, "control": True}})
+    rows = []
+    for name, gain in (("one", [0.05, 0.06, 0.07]), ("two", [0.05, 0.051, 0.049]), ("control", [0.05, 0.06, 0.07])):
+        rows += [{**r, "study": name} for r in records_of([0.5] * 3, list(0.5 + np.array(gain)))]
+    studies = summarise(rows, params)["studies"]
+    small, large = sorted(("one", "two"), key=lambda n: studies[n]["p"])
+    assert studies[small]["p_adjusted"] == pytest.approx(2 * studies[small]["p"])
+    assert studies[large]["p_adjusted"] == pytest.approx(max(2 * studies[small]["p"], studies[large]["p"]))
+    assert studies["control"]["p_adjusted"] == pytest.approx(studies["control"]["p"])
+    assert summarise(rows, params)["claims_judged_together"] == 2
 
-    assert describe([]) == {"mean": None, "std": None, "n": 0}
-    assert describe([0.4]) == {"mean": 0.4, "std": 0.0, "n": 1}
-    assert describe([0.4, 0.6]) == {"mean": pytest.approx(0.5), "std": pytest.approx(0.1414, abs=1e-4), "n": 2}
+
+def test_a_diverged_run_scores_as_a_failure_not_as_missing():
+    from simple_cnn.ablation.summary import score
+
+    # dropping the diverged run would leave +0.10 and +0.11: "supported"
+    rows = records_of([0.5, 0.5, 0.5], [0.60, 0.61, None])
+    rows[-1] = record("b", None, 2, diverged=True)
+    study = summarise(rows, ablation())["studies"]["norm"]
+    assert [p["difference"] for p in study["pairs"]] == pytest.approx([0.10, 0.11, 0.1 - 0.5])
+    assert study["verdict"] == "inconclusive" and study["variants"]["b"]["n_diverged"] == 1
+    assert study["variants"]["b"]["test_accuracy"]["n"] == 2  # the variant's own mean: finished runs
+    diverged = rows[-1]
+    assert (score(diverged, "test_accuracy"), score(diverged, "macro_f1"), score(diverged, "dead_unit_fraction"),
+            score(diverged, "diverged"), score(diverged, "gap")) == (0.1, 0.1, 1.0, 1.0, None)
+    assert score(rows[0], "diverged") == 0.0
+
+
+def test_a_better_side_that_diverges_more_often_cannot_be_supported():
+    study_spec = {**STUDY, "test": {"metric": "gap", "better": "b", "than": "a"}}
+    rows = records_of([0.05, 0.052, 0.051], [0.01, 0.011, None], metric="gap")
+    rows[-1] = record("b", None, 2, diverged=True, metric="gap")
+    study = summarise(rows, ablation(studies={"norm": study_spec}))["studies"]["norm"]
+    assert study["n_pairs"] == 2 and study["left_out"] == 1  # the gap has no failure score
+    assert study["p_adjusted"] < 0.05 and study["difference"] > 0.005
+    assert study["verdict"] == "inconclusive" and "diverged more often" in study["reason"]
+
+
+def test_fewer_than_two_pairs_are_inconclusive():
+    study = summarise(records_of([0.5], [0.9]), ablation())["studies"]["norm"]
+    assert study["verdict"] == "inconclusive" and "fewer than 2 paired seeds (1)" in study["reason"]
+    assert study["interval"] is None and study["p"] is None
+
+
+def test_differences_without_spread_decide_by_their_sign():
+    from simple_cnn.ablation.summary import paired_test
+
+    assert paired_test([0.1, 0.1, 0.1], 0.05) == {"n": 3, "mean": pytest.approx(0.1),
+                                                  "interval": [pytest.approx(0.1)] * 2, "p": 0.0}
+    assert paired_test([0.0, 0.0], 0.05)["p"] == 1.0
+    assert summarise(records_of([0.5] * 3, [0.5] * 3), ablation())["studies"]["norm"]["verdict"] == "inconclusive"
+
+
+def test_the_verdict_along_the_budget_marks_a_claim_that_flips():
+    rows = records_of([0.5, 0.52, 0.55], [0.59, 0.62, 0.66])
+    for row in rows:  # early in the budget, a is ahead
+        row["along_budget"]["0.125"]["test_accuracy"] = 0.7 if row["variant"] == "a" else row["test_accuracy"] - 0.2
+    study = summarise(rows, ablation())["studies"]["norm"]
+    along = {point["fraction"]: point["verdict"] for point in study["along_budget"]}
+    assert along == {0.125: "contradicted", 0.25: "supported", 0.5: "supported"}
+    assert study["verdict"] == "supported" and study["budget_dependent"]
+    steady = summarise(records_of([0.5, 0.52, 0.55], [0.59, 0.62, 0.66]), ablation())["studies"]["norm"]
+    assert not steady["budget_dependent"]
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_the_rule_calls_equal_variants_decisive_about_5_percent_of_the_time(n):
+    """Simulated studies of two equal variants: each seed shifts both (the pairing), each run
+    adds its own noise; the rule's decisive verdicts are its false alarms."""
+    from simple_cnn.ablation.summary import decide, paired_test
+
+    rng = np.random.default_rng(n)
+    params = ablation(min_difference=0.0)
+    draws = 4000
+    seed_effect = rng.normal(0.5, 0.02, (draws, n))
+    a = seed_effect + rng.normal(0, 0.012, (draws, n))
+    b = seed_effect + rng.normal(0, 0.012, (draws, n))
+    verdicts = [decide(t := paired_test(list(d), params.alpha), t["p"], params, False)[0] for d in b - a]
+    decisive = np.mean([v != "inconclusive" for v in verdicts])
+    assert 0.035 < decisive < 0.065  # 0.05 expected; 4000 draws give a standard error of 0.0035
+
+
+@pytest.mark.parametrize("n, power", [(3, 0.4), (5, 0.8)])  # t-test power: about 0.45 and 0.9
+def test_the_rule_finds_a_real_effect(n, power):
+    """A real effect of 2 standard deviations of the paired difference."""
+    from simple_cnn.ablation.summary import decide, paired_test
+
+    rng = np.random.default_rng(10 + n)
+    params = ablation()
+    d = rng.normal(0.034, 0.017, (2000, n))
+    verdicts = [decide(t := paired_test(list(row), params.alpha), t["p"], params, False)[0] for row in d]
+    assert np.mean([v == "supported" for v in verdicts]) > power
+    assert "contradicted" not in verdicts
 
 
 # ---------------------------------------------------------------------- the record's pieces
@@ -198,20 +334,36 @@ def versions(project, namespace):
 @pytest.mark.slow
 def test_the_smoke_study_records_every_run_with_a_verdict_and_a_report(study):
     results, summary = newest(study, "ablation_results"), newest(study, "ablation_summary")
-    assert len(results) == 24 and summary["runs"] == 24
-    assert set(summary["studies"]) == {"activation_lr", "warmup_lr_norm"}
+    assert len(results) == 30 and summary["runs"] == 30
+    assert set(summary["studies"]) == {"aa_control", "activation_lr", "warmup_lr_norm"}
     for verdict in summary["studies"].values():
         assert verdict["verdict"] in ("supported", "contradicted", "inconclusive")
-        assert all(v["runs"] == 2 for v in verdict["variants"].values())
+        assert all(v["runs"] == 3 for v in verdict["variants"].values())
+        assert [p["fraction"] for p in verdict["along_budget"]] == [0.5]
     finished = [r for r in results if not r["diverged"]]
+    stepped = [r for r in finished if r["study"] != "aa_control"]
     assert all(0 <= r["test_accuracy"] <= 1 and r["train_seconds"] > 0 and r["images_per_second"] > 0
-               and len(r["lr_per_step"]) == 20 for r in finished)
+               for r in finished)
+    assert all(len(r["lr_per_step"]) == r["steps"] == 20 and not r["converged"] for r in stepped)
+    for r in finished:  # the end's scores are the last budget point's
+        assert set(r["along_budget"]) == {"0.5", "1.0"} and r["along_budget"]["0.5"]["step"] == r["budget"][
+            "length"] // 2 * (1 if r["budget"]["unit"] == "steps" else r["steps"] // r["budget"]["length"])
+        assert r["along_budget"]["1.0"]["test_accuracy"] == r["test_accuracy"]
     relu = [r for r in finished if r["factors"].get("model.activation") == "relu"]
     assert relu and all({"features.0.act", "features.1.act", "features.2.act"} <= set(r["dead_units"])
                         and 0 <= r["dead_unit_fraction"] <= 1 for r in relu)
+    aa = summary["studies"]["aa_control"]
+    assert aa["control"] and aa["verdict"] == "inconclusive" and summary["claims_judged_together"] == 2
+    assert aa["regime"]["n_train"] == [400] and aa["regime"]["budget"] == {"unit": "epochs", "length": 4, "patience": 2}
+    seeds = {(r["variant"], r["seed"]): r["train_seed"] for r in results if r["study"] == "aa_control"}
+    assert seeds == {("config_a", s): s for s in (0, 1, 2)} | {("config_b", s): s + 1000 for s in (0, 1, 2)}
     report = sorted((study / "data/08_reporting").glob("ablation_report.html/*/ablation_report.html"))[-1].read_text()
     for verdict in summary["studies"].values():
-        assert verdict["claim"] in report
+        assert html.escape(verdict["claim"]) in report
+    assert "The rule's check, the A/A control: <b>inconclusive</b>" in report
+    assert report.index("Every claim's effect") < report.index("<section>")  # the forest plot first
+    assert "Preview at a short budget" not in report
+    assert "Augmentation preset x training-set size" not in report  # no study of this run shows it
     for figure in ("ablation_accuracy", "ablation_augmentation_heatmap", "ablation_dead_units",
                    "ablation_batch_size", "ablation_warmup_lr", "warmup_wrapper_bug"):
         assert list((study / "data/08_reporting").glob(f"{figure}.png/*/{figure}.png")), figure
@@ -221,11 +373,11 @@ def test_the_smoke_study_records_every_run_with_a_verdict_and_a_report(study):
 def test_a_diverged_variant_is_recorded_and_the_study_goes_on(study):
     results = newest(study, "ablation_results")
     diverged = [r for r in results if r["variant"] == "cold_none"]
-    assert len(diverged) == 2 and all(r["diverged"] for r in diverged)
+    assert len(diverged) == 3 and all(r["diverged"] for r in diverged)
     for r in diverged:
         assert r["divergence"]["lr"] > 100 and r["divergence"]["step"] >= 1 and r["divergence"]["layer"]
         assert r["test_accuracy"] is None and r["lr_per_step"][-1] == r["divergence"]["lr"]
-    assert newest(study, "ablation_summary")["studies"]["warmup_lr_norm"]["variants"]["cold_none"]["n_diverged"] == 2
+    assert newest(study, "ablation_summary")["studies"]["warmup_lr_norm"]["variants"]["cold_none"]["n_diverged"] == 3
 
 
 @pytest.fixture
@@ -253,12 +405,75 @@ def test_only_missing_outputs_trains_just_a_new_variant_and_refreshes_the_summar
     run_study(study_copy, f"{DIVERGE},{added}", only_missing_outputs=True)
     ran = [row["node"] for row in newest(study_copy, "run_profile")["nodes"]]
     trained = {name for name in ran if name.endswith("train_and_evaluate_run")}
-    assert trained == {f"ablation.activation_lr.gelu_lr_low.seed_{s}.train_and_evaluate_run" for s in (0, 1)}
+    assert trained == {f"ablation.activation_lr.gelu_lr_low.seed_{s}.train_and_evaluate_run" for s in (0, 1, 2)}
     assert "split_train_val" not in ran and "build_ablation_report" in ran
     summary = newest(study_copy, "ablation_summary")
-    assert summary["runs"] == 26 != first_summary["runs"]
+    assert summary["runs"] == 33 != first_summary["runs"]
     gelu = summary["studies"]["activation_lr"]["variants"]["gelu_lr_low"]
-    assert gelu["runs"] == 2 and gelu["dead_unit_fraction"]["n"] == 0  # GELU is never exactly off
+    assert gelu["runs"] == 3 and gelu["dead_unit_fraction"]["n"] == 0  # GELU is never exactly off
+
+
+def trained_runs(project) -> set[str]:
+    ran = [row["node"] for row in newest(project, "run_profile")["nodes"]]
+    return {name.removesuffix(".train_and_evaluate_run") for name in ran if name.endswith(".train_and_evaluate_run")}
+
+
+@pytest.mark.slow
+def test_a_row_made_under_other_parameters_is_trained_again_never_reused(study_copy, caplog):
+    rows_before = {r["namespace"]: r for r in newest(study_copy, "ablation_results")}
+    with caplog.at_level("INFO"):
+        run_study(study_copy, f"{DIVERGE},ablation.max_steps=24", only_missing_outputs=True)
+    stepped = {ns for ns, r in rows_before.items() if r["budget"]["unit"] == "steps"}
+    assert trained_runs(study_copy) == stepped and len(stepped) == 24  # the A/A control's epochs stay
+    assert "24 of 30 saved rows are stale and will be trained again (24 made with other settings: " \
+           "cnn.training.max_steps 20 -> 24)" in caplog.text
+    after = {r["namespace"]: r for r in newest(study_copy, "ablation_results")}
+    assert all(after[ns]["steps"] in (24, None) for ns in stepped)  # None: diverged
+    assert all(after[ns] == rows_before[ns] for ns in set(rows_before) - stepped)
+
+
+@pytest.mark.slow
+def test_a_row_made_in_another_env_is_trained_again(study_copy):
+    other = study_copy / "conf/smoke_other"
+    shutil.copytree(study_copy / "conf/smoke", other)
+    text = (other / "parameters_ablation.yml").read_text()
+    (other / "parameters_ablation.yml").write_text(text.replace("hidden_units: 32", "hidden_units: 24"))
+    run_study(study_copy, env="smoke_other", only_missing_outputs=True)
+    assert len(trained_runs(study_copy)) == 30
+    assert {r["made_with"]["cnn"]["model"]["hidden_units"] for r in newest(study_copy, "ablation_results")} == {24}
+
+
+@pytest.mark.slow
+def test_changing_only_the_verdict_settings_rebuilds_the_summary_without_training(study_copy):
+    summaries = sorted((study_copy / "data/08_reporting").glob("ablation_summary.json/*"))
+    run_study(study_copy, f"{DIVERGE},ablation.alpha=0.2", only_missing_outputs=True)
+    ran = [row["node"] for row in newest(study_copy, "run_profile")["nodes"]]
+    assert not trained_runs(study_copy) and "summarise_ablation" in ran and "build_ablation_report" in ran
+    assert len(sorted((study_copy / "data/08_reporting").glob("ablation_summary.json/*"))) == len(summaries) + 1
+    assert newest(study_copy, "ablation_summary")["alpha"] == 0.2
+    run_study(study_copy, f"{DIVERGE},ablation.alpha=0.2", only_missing_outputs=True)
+    assert "summarise_ablation" not in [row["node"] for row in newest(study_copy, "run_profile")["nodes"]]
+
+
+@pytest.mark.slow
+def test_a_warmup_longer_than_a_run_is_refused_before_any_run_trains(study_copy):
+    result = kedro(study_copy, "run", "--env", "smoke", "--pipelines", "ablation", "--params",
+                   "ablation.studies.aa_control.overrides.training.warmup=60", check=False)
+    assert result.returncode == 1
+    assert ("Error: ablation.studies.aa_control.variants.config_a (400 training images): "
+            "cnn.training.warmup=60.0 steps (60 steps) is not shorter than training (4 epochs x 12 "
+            "steps = 48 steps)") in result.stderr
+    assert "train_and_evaluate_run" not in "".join(
+        line for line in (result.stdout + result.stderr).splitlines() if "Running node" in line)
+
+
+@pytest.mark.slow
+def test_a_studys_repeated_seed_is_refused_at_session_start_naming_the_key(project):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="smoke",
+                             runtime_params={"ablation": {"studies": {"amp": {"seeds": [1, 1]}}}}) as session, \
+            pytest.raises(Exception, match=r"ablation.studies.amp.seeds=\[1, 1\]: .*seeds repeat"):
+        session.run(pipeline_names=["ablation"])
 
 
 @pytest.mark.slow
@@ -331,6 +546,16 @@ def test_figures_and_report_show_the_measured_numbers():
         "variants": {r["variant"]: {} for r in rows}}}})
     summary = summarise(rows, params)
     assert summary["studies"]["aug"]["verdict"] == "supported"
-    html = ablation_html(summary, {"max_steps": 200}, {})
-    assert "heavy beats none" in html and "The numbers support the claim" in html
-    assert "50.5% ± 0.7%" in html and "max steps: 200" in html
+    shown = figures.report_figures(rows, TrainConfig())
+    assert "Augmentation preset x training-set size" in shown
+    assert "Accuracy vs batch size per normalisation" not in shown and "Dead units per layer" not in shown
+    page = ablation_html(summary, {"max_steps": 200}, shown)
+    assert "heavy beats none" in page and "Supported: heavy_1 against none_1 on test accuracy" in page
+    assert "50.5% ± 0.7%" in page and "max steps: 200" in page
+    assert "<td>0</td><td>0.5000</td><td>0.4000</td><td>+10.00</td>" in page  # seed 0's pair
+    assert "100 / 1,000 training images, batch 8, 200 steps: 2.0 passes" in page
+    assert "Preview at a short budget" in ablation_html({**summary, "preview": True}, {}, {})
+    forest = figures.forest(summary)
+    assert forest.axes[0].get_yticklabels()[0].get_text() == "aug (test accuracy)"
+    (line,) = [c for c in forest.axes[0].containers]
+    assert line.lines[0].get_xdata()[0] == pytest.approx(10.0)  # points, the claimed direction

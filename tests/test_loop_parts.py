@@ -369,7 +369,7 @@ def test_each_epoch_has_its_own_seeded_order_and_augmentation_seed():
     assert len(seeds) == 5 and epoch_seed(0, "augment", 1, 0) == epoch_seed(0, "augment", 1, 0)
 
 
-def fit_tiny(tmp_path, on_epoch_end=None, n_val: int = 12, augment=AUGMENT, **config) -> FitResult:
+def fit_tiny(tmp_path, on_epoch_end=None, n_val: int = 12, augment=AUGMENT, keep_at=(), **config) -> FitResult:
     """``fit`` on ``tiny`` and the 24 seeded images (4 steps of 6 an epoch): a whole run in a
     fraction of a second, so the epochs' chaining, checkpoints and resume can be mutation-tested."""
     data, labels = epoch_data()
@@ -378,7 +378,7 @@ def fit_tiny(tmp_path, on_epoch_end=None, n_val: int = 12, augment=AUGMENT, **co
                 "progress_bar": False, "seed": 2, **config}
     torch.manual_seed(0)
     return fit(tiny(), images, labels.numpy(), images[:n_val], labels.numpy()[:n_val], augment,
-               TrainConfig(**settings), tmp_path / "last.pt", {"model": "tiny"}, on_epoch_end)
+               TrainConfig(**settings), tmp_path / "last.pt", {"model": "tiny"}, on_epoch_end, keep_at)
 
 
 class _Interrupted(Exception):
@@ -526,3 +526,48 @@ def test_the_start_message_names_the_processes_and_their_share_of_the_batch(tmp_
         _log_start(run, torch.device("cpu"), torch.bfloat16, 24)
     assert caplog.messages == ["Training on cpu (AMP bf16): 24 images, 4 steps/epoch, 3 epochs (12 steps), "
                                "augmentation none, 2 processes of 3 images per step."]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_weights_kept_along_the_budget_leave_the_run_unchanged(tmp_path):
+    """Steps 2 (mid-epoch), 4 (the first epoch's end), 7 and 12 (the end) of 12."""
+    whole = fit_tiny(tmp_path / "whole")
+    after_epoch_1 = {}
+
+    def at_epoch_end(epoch, row):
+        if epoch == 1:
+            after_epoch_1.update(torch.load(tmp_path / "kept" / "last.pt", weights_only=True)["model"])
+
+    kept = fit_tiny(tmp_path / "kept", on_epoch_end=at_epoch_end, keep_at=(2, 4, 7, 12))
+    ignore = ("seconds", "images_per_second", "train_seconds")
+    assert {k: v for k, v in kept.history.items() if k not in ignore} == \
+        {k: v for k, v in whole.history.items() if k not in ignore}
+    assert same_weights(kept.best_state, whole.best_state) and sorted(kept.kept) == [2, 4, 7, 12]
+    assert same_weights(kept.kept[12], kept.best_state)
+    assert same_weights(kept.kept[4], after_epoch_1)  # the best (and only) epoch so far
+    assert not whole.kept
+
+
+def test_a_kept_step_inside_an_epoch_holds_the_weights_of_that_step(tmp_path):
+    constant = {"scheduler": "constant", "warmup": 0}
+    two_steps = fit_tiny(tmp_path / "two", max_steps=2, **constant)
+    kept = fit_tiny(tmp_path / "kept", keep_at=(2,), **constant)
+    assert same_weights(kept.kept[2], two_steps.best_state)
+
+
+def test_a_run_that_stops_early_keeps_its_best_for_the_steps_it_did_not_reach(tmp_path):
+    result = fit_tiny(tmp_path, epochs=40, early_stopping_patience=1, keep_at=(4, 160))
+    assert result.history["stopped_early"] and len(result.history["epoch"]) < 40
+    assert same_weights(result.kept[160], result.best_state)
+    assert not fit_tiny(tmp_path / "whole").history["stopped_early"]
+
+
+def test_an_epoch_is_cut_into_intervals_at_the_kept_steps():
+    from simple_cnn.training.loop import _intervals
+
+    assert _intervals(10, 4, []) == [(0, 4), (4, 8), (8, 10)]
+    assert _intervals(10, 4, [2, 4, 10, 13, -1]) == [(0, 2), (2, 4), (4, 8), (8, 10)]
+    assert _intervals(3, 50, [1]) == [(0, 1), (1, 3)]

@@ -24,6 +24,7 @@ def provenance(run_params, ablation, dataset_summary: dict[str, Any]) -> dict[st
         cnn[group].pop(key, None)
     return {"format": ROW_FORMAT, "cnn": cnn, "splits": dataset_summary.get("fingerprint"),
             "evaluation": {"val_images": ablation.val_images, "report_images": ablation.report_images,
+                           "test_images": ablation.test_images,
                            "budget_points": list(ablation.budget_points)}}
 
 

@@ -109,6 +109,7 @@ class AblationParams(ParameterGroup):
     max_steps: Int = Field(200, ge=1)  # a study's budget when it gives none
     val_images: Int = Field(1000, ge=1)  # validation images that pick each run's best epoch ...
     report_images: Int = Field(1000, ge=1)  # ... and the next ones, the reported val accuracy and gap
+    test_images: Int = Field(5000, ge=1)  # test images every run is scored on (the same for all)
     budget_points: list[Float] = [0.125, 0.25, 0.5, 1.0]  # fractions of a run's budget evaluated
     alpha: Float = Field(0.05, gt=0.0, lt=0.5)  # the verdict rule's level (Holm over the claims)
     min_difference: Float = Field(0.005, ge=0.0)  # the smallest effect that counts as support

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from simple_cnn.ablation import figures
+from simple_cnn.ablation.parts import NEEDS, PARTS, evaluation_parts, shuffled_part
 from simple_cnn.ablation.report import ablation_html
 from simple_cnn.ablation.rows import fingerprint, provenance
 from simple_cnn.ablation.studies import AblationParams, Run, check_run_length, factors, run_parameters
@@ -46,7 +47,7 @@ class RunNodes:
         params = run_parameters(_typed(cnn, CnnParams).model_dump(), ablation, self.run)
         where = f"ablation.studies.{self.run.study}.variants.{self.run.variant}"
         check_run_length(params, dataset_summary["counts"]["train"]["per_class"], where)
-        _check_validation_split(ablation, dataset_summary["counts"]["val"]["total"])
+        _check_parts(ablation, dataset_summary["counts"])
         return params
 
     def train_and_evaluate_run(
@@ -63,22 +64,17 @@ class RunNodes:
                           run_params, ablation, run=self.run)
 
 
-def _check_validation_split(ablation: AblationParams, n_val: int) -> None:
-    needed = ablation.val_images + ablation.report_images
+def _check_parts(ablation: AblationParams, counts: dict[str, Any]) -> None:
+    needed, n_val = ablation.val_images + ablation.report_images, counts["val"]["total"]
     if needed > n_val:
         raise ConfigError(
             f"ablation.val_images={ablation.val_images} + ablation.report_images="
             f"{ablation.report_images} = {needed} exceed the validation split ({n_val} images): "
             "the images that pick each run's best epoch and those reported must not overlap; "
             "lower them or raise ingestion.val_size.")
-
-
-def selection_and_report(val_split: Split, ablation: AblationParams) -> tuple[Split, Split]:
-    """The validation images that pick the best epoch, and the next ones, which are reported
-    (val accuracy, train-val gap): never the same images."""
-    first, last = ablation.val_images, ablation.val_images + ablation.report_images
-    return ({key: value[:first] for key, value in val_split.items()},
-            {key: value[first:last] for key, value in val_split.items()})
+    if ablation.test_images > counts["test"]["total"]:
+        raise ConfigError(f"ablation.test_images={ablation.test_images} exceeds the test split "
+                          f"({counts['test']['total']} images); lower it.")
 
 
 def train_run(
@@ -88,7 +84,7 @@ def train_run(
     """``train_cnn`` on the run's parameters, picking its best epoch on the selection images and
     keeping the best weights at each budget point; a diverged run returns its divergence
     instead of raising, so that the study goes on."""
-    selection, _ = selection_and_report(val_split, ablation)
+    selection = shuffled_part(val_split, 0, ablation.val_images)
     try:
         model, history = train_cnn(train_split, selection, dataset_summary, cnn_checkpoint,
                                    run_params, keep_at=tuple(ablation.budget_points))
@@ -103,7 +99,8 @@ def record_run(
     dataset_summary: dict[str, Any], run_params: CnnParams, ablation: AblationParams, *, run: Run,
 ) -> dict[str, Any]:
     """One row of ``ablation_results``: what made it (and its fingerprint), what the run scored
-    at the end and at each budget point, cost and left dead, or where it diverged."""
+    at the end (every metric) and at each earlier budget point (the claim's metric), cost and
+    left dead, or where it diverged."""
     training = run_params.training
     trained_on = training_part(train_split, training)
     made_with = provenance(run_params, ablation, dataset_summary)
@@ -120,11 +117,11 @@ def record_run(
                 "divergence": {k: v for k, v in divergence.items() if k != "lr_per_step"},
                 "lr_per_step": divergence.get("lr_per_step", [])}
     model, history = training_outcome["model"], training_outcome["history"]
-    _, report = selection_and_report(val_split, ablation)
-    train_seen = {key: value[:ablation.report_images] for key, value in trained_on.items()}
+    parts = evaluation_parts(trained_on, val_split, test_split, ablation)
+    claimed = {ablation.studies[run.study].test.metric}
     scores = {str(fraction): {"step": history["kept_steps"][fraction],
-                              **_scores({**model, "state_dict": state}, train_seen, report,
-                                        test_split, dataset_summary, run_params)}
+                              **_scores({**model, "state_dict": state}, parts, dataset_summary,
+                                        run_params, None if fraction == 1 else claimed)}
               for fraction, state in model["kept"].items()}
     final = scores[str(ablation.budget_points[-1])]
     steps, seconds = len(history["lr_per_step"]), history["train_seconds"]
@@ -140,19 +137,26 @@ def record_run(
     }
 
 
-def _scores(model: dict[str, Any], train_seen: Split, report: Split, test_split: Split,
-            dataset_summary: dict[str, Any], params: CnnParams) -> dict[str, Any]:
-    """Test accuracy and macro-F1, the reported val accuracy and the train-val gap on it, and
-    the dead units (per layer, and the fraction of all units) of one set of weights."""
-    _, metrics = evaluate_cnn(model, test_split, dataset_summary, params)
+def _scores(model: dict[str, Any], parts: dict[str, Split], dataset_summary: dict[str, Any],
+            params: CnnParams, metrics: set[str] | None = None) -> dict[str, Any]:
+    """Of one set of weights, ``metrics`` (all when None) and only what they need: test
+    accuracy and macro-F1 (the test part), the reported val accuracy, the train-val gap on it,
+    and the dead units (per layer, and the fraction of all units, on the reported images)."""
+    needed = set().union(*(NEEDS.get(m, ()) for m in metrics)) if metrics else set(PARTS)
+    out: dict[str, Any] = {}
     clean = inference(model, dataset_summary, params)
-    train_accuracy, val_accuracy = (_accuracy(clean, split, params) for split in (train_seen, report))
-    counts = dead_unit_counts(clean.model, clean.prepared(report["images"]).float())
-    return {"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-            "train_accuracy": train_accuracy, "val_accuracy": val_accuracy,
-            "gap": train_accuracy - val_accuracy,
-            "dead_units": None if counts is None else {k: d / n for k, (d, n) in counts.items()},
-            "dead_unit_fraction": dead_fraction_of_all_units(counts)}
+    if "test" in needed:
+        _, test = evaluate_cnn(model, parts["test"], dataset_summary, params)
+        out.update(test_accuracy=test["accuracy"], macro_f1=test["macro_f1"])
+    if "report" in needed:
+        out["val_accuracy"] = _accuracy(clean, parts["report"], params)
+        counts = dead_unit_counts(clean.model, clean.prepared(parts["report"]["images"]).float())
+        out.update(dead_units=None if counts is None else {k: d / n for k, (d, n) in counts.items()},
+                   dead_unit_fraction=dead_fraction_of_all_units(counts))
+    if "train" in needed:
+        out["train_accuracy"] = _accuracy(clean, parts["train"], params)
+        out["gap"] = out["train_accuracy"] - out["val_accuracy"]
+    return out
 
 
 def _no_scores() -> dict[str, Any]:
@@ -176,7 +180,8 @@ def summarise_ablation(ablation: AblationParams, *runs: dict[str, Any]) -> tuple
     finished = [r for r in records if not r["diverged"]]
     summary["budget"] = {
         "seeds": ablation.seeds, "selection images": ablation.val_images,
-        "reported images": ablation.report_images, "budget points": ablation.budget_points,
+        "reported images": ablation.report_images, "test images": ablation.test_images,
+        "budget points": ablation.budget_points,
         "device": sorted({r["device"] for r in finished}), "amp": sorted({r["amp"] for r in finished}),
         "train seconds total": round(sum(r["train_seconds"] for r in finished), 1),
     }
