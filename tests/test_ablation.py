@@ -12,7 +12,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from torch import nn
 
-from simple_cnn.ablation.studies import AblationParams, Run, run_parameters
+from simple_cnn.ablation.studies import AblationParams, Run, check_run_length, run_parameters
 from simple_cnn.ablation.summary import summarise
 from simple_cnn.ablation.warmup_pitfall import lr_traces
 from simple_cnn.data.raw import stratified_subset
@@ -32,14 +32,17 @@ def ablation(**changes) -> AblationParams:
 
 # ------------------------------------------------------------------------ study definitions
 def test_base_and_smoke_studies_expand_to_valid_runs():
-    for env in (None, "smoke"):
+    for env in (None, "smoke", "quick", "gpu"):
         params = AblationParams.model_validate(raw_params("ablation", env))
-        cnn = CnnParams.model_validate(raw_params("cnn", env)).model_dump()
+        cnn = CnnParams.model_validate(raw_params("cnn", env if env == "smoke" else None)).model_dump()
         runs = params.runs()
         assert len({r.namespace for r in runs}) == len(runs) > 0
+        per_class = {f"c{i}": 200 if env == "smoke" else 4500 for i in range(10)}  # the train splits
         for run in runs:
             offset = params.studies[run.study].seed_offsets.get(run.variant, 0)
-            assert run_parameters(cnn, params, run).training.seed == run.seed + offset
+            run_params = run_parameters(cnn, params, run)
+            assert run_params.training.seed == run.seed + offset
+            check_run_length(run_params, per_class, run.namespace)  # every budget fits its data
     gpu = AblationParams.model_validate(raw_params("ablation", "gpu"))  # conf/gpu changes only the study
     base = AblationParams.model_validate(raw_params("ablation", None))
     assert gpu.max_steps > 1000 and len(gpu.seeds) >= 5 and len(gpu.runs()) > len(base.runs())
@@ -361,7 +364,7 @@ def test_the_smoke_study_records_every_run_with_a_verdict_and_a_report(study):
     for verdict in summary["studies"].values():
         assert html.escape(verdict["claim"]) in report
     assert "The rule's check, the A/A control: <b>inconclusive</b>" in report
-    assert report.index("Every claim's effect") < report.index("<section>")  # the forest plot first
+    assert report.index("Every claim&#x27;s effect") < report.index("<section>")  # the forest plot first
     assert "Preview at a short budget" not in report
     assert "Augmentation preset x training-set size" not in report  # no study of this run shows it
     for figure in ("ablation_accuracy", "ablation_augmentation_heatmap", "ablation_dead_units",
@@ -428,7 +431,7 @@ def test_a_row_made_under_other_parameters_is_trained_again_never_reused(study_c
     assert "24 of 30 saved rows are stale and will be trained again (24 made with other settings: " \
            "cnn.training.max_steps 20 -> 24)" in caplog.text
     after = {r["namespace"]: r for r in newest(study_copy, "ablation_results")}
-    assert all(after[ns]["steps"] in (24, None) for ns in stepped)  # None: diverged
+    assert all(after[ns]["diverged"] or after[ns]["steps"] == 24 for ns in stepped)
     assert all(after[ns] == rows_before[ns] for ns in set(rows_before) - stepped)
 
 
@@ -451,8 +454,8 @@ def test_changing_only_the_verdict_settings_rebuilds_the_summary_without_trainin
     assert not trained_runs(study_copy) and "summarise_ablation" in ran and "build_ablation_report" in ran
     assert len(sorted((study_copy / "data/08_reporting").glob("ablation_summary.json/*"))) == len(summaries) + 1
     assert newest(study_copy, "ablation_summary")["alpha"] == 0.2
-    run_study(study_copy, f"{DIVERGE},ablation.alpha=0.2", only_missing_outputs=True)
-    assert "summarise_ablation" not in [row["node"] for row in newest(study_copy, "run_profile")["nodes"]]
+    run_study(study_copy, f"{DIVERGE},ablation.alpha=0.2", only_missing_outputs=True)  # nothing to do
+    assert len(sorted((study_copy / "data/08_reporting").glob("ablation_summary.json/*"))) == len(summaries) + 1
 
 
 @pytest.mark.slow
@@ -553,9 +556,223 @@ def test_figures_and_report_show_the_measured_numbers():
     assert "heavy beats none" in page and "Supported: heavy_1 against none_1 on test accuracy" in page
     assert "50.5% ± 0.7%" in page and "max steps: 200" in page
     assert "<td>0</td><td>0.5000</td><td>0.4000</td><td>+10.00</td>" in page  # seed 0's pair
-    assert "100 / 1,000 training images, batch 8, 200 steps: 2.0 passes" in page
+    assert "100 / 1,000 training images, batch 8, 300 steps: 2.0 passes" in page
     assert "Preview at a short budget" in ablation_html({**summary, "preview": True}, {}, {})
     forest = figures.forest(summary)
     assert forest.axes[0].get_yticklabels()[0].get_text() == "aug (test accuracy)"
     (line,) = [c for c in forest.axes[0].containers]
     assert line.lines[0].get_xdata()[0] == pytest.approx(10.0)  # points, the claimed direction
+
+
+# ------------------------------------------------------------------ one run's row, no training
+def tiny_run():
+    """A seeded, untrained tiny CNN with half its head's hidden units dead, 8x8 images, and its
+    row's inputs: labels made so that the model is right on the selection images and the
+    training part, and wrong on the reported ones."""
+    from simple_cnn.ablation.parts import shuffled_part
+    from simple_cnn.models import SimpleCNN
+    from simple_cnn.pipelines.cnn.nodes import _model_config, inference
+
+    rng = np.random.default_rng(0)
+    params = CnnParams.model_validate({
+        "model": {"base_width": 4, "num_blocks": 2, "hidden_units": 8, "norm": "none"},
+        "training": {"device": "cpu", "amp": "off", "max_steps": 10, "batch_size": 4},
+        "evaluation": {"flip_tta": False}})
+    names = [f"c{i}" for i in range(4)]
+    summary = {"class_names": names, "image_shape": [8, 8, 3], "train_pixel_mean": [0.5] * 3,
+               "train_pixel_std": [0.25] * 3, "fingerprint": "splits"}
+    torch.manual_seed(0)
+    model = SimpleCNN(_model_config(params, summary))
+    with torch.no_grad():
+        model.head[1].bias[:4] = -1e4  # 4 of the head's 8 hidden units never fire
+    state = model.state_dict()
+    clean = inference({"state_dict": state, "training": {}}, summary, params)
+
+    def split(n):
+        images = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+        return {"images": images, "labels": clean.logits(images, 64).argmax(1).numpy()}
+
+    train, test = split(40), split(30)
+    val = split(24)
+    order = np.random.default_rng(0).permutation(24)  # the parts' fixed shuffle
+    val["labels"][order[10:20]] = (val["labels"][order[10:20]] + 1) % 4  # the reported part: wrong
+    ablation_params = AblationParams.model_validate({
+        "seeds": [0], "val_images": 10, "report_images": 10, "test_images": 30, "budget_points": [0.5, 1.0],
+        "studies": {"norm": {**STUDY, "test": {"metric": "gap", "better": "b", "than": "a"}}}})
+    history = {"kept_steps": {0.5: 5, 1.0: 10}, "lr_per_step": [0.1] * 10, "train_seconds": 2.0,
+               "best_epoch": 1, "epoch": [1], "stopped_early": False, "skipped_steps": [0],
+               "device": "cpu", "amp": "off", "augmentation": "standard"}
+    outcome = {"model": {"state_dict": state, "training": {}, "kept": {0.5: state, 1.0: state}},
+               "history": history, "divergence": None}
+    assert shuffled_part(val, 0, 10)["labels"].tolist() == \
+        clean.logits(shuffled_part(val, 0, 10)["images"], 64).argmax(1).tolist()
+    return outcome, train, val, test, summary, params, ablation_params, model
+
+
+def test_a_row_reports_images_that_did_not_pick_the_weights_and_the_gap_as_train_minus_val():
+    from simple_cnn.pipelines.ablation.nodes import record_run
+
+    outcome, train, val, test, summary, params, ablation_params, _ = tiny_run()
+    row = record_run(outcome, train, val, test, summary, params, ablation_params, run=Run("norm", "b", 0))
+    assert row["val_accuracy"] == 0.0  # the reported part; the selection part scores 1.0
+    assert row["train_accuracy"] == 1.0 and row["gap"] == 1.0
+    assert row["test_accuracy"] == 1.0 and row["chance"] == 0.25 and not row["diverged"]
+    assert set(row["along_budget"]["0.5"]) == {"step", "gap", "train_accuracy", "val_accuracy",
+                                                "dead_units", "dead_unit_fraction"}  # the claim's metric
+    assert row["along_budget"]["0.5"]["step"] == 5 and "test_accuracy" in row["along_budget"]["1.0"]
+    assert (row["steps"], row["passes"], row["images_per_second"]) == (10, 1.0, 20.0)
+    assert row["budget"] == {"unit": "steps", "length": 300, "patience": 0} and row["n_train"] == 40
+    assert row["made_with"]["splits"] == "splits" and row["made_with"]["cnn"]["training"]["max_steps"] == 10
+    assert "progress_bar" not in row["made_with"]["cnn"]["training"]
+
+
+def test_the_dead_unit_fraction_counts_units_not_layers():
+    from simple_cnn.pipelines.ablation.nodes import record_run
+    from simple_cnn.training.diagnostics import dead_fraction_of_all_units, dead_unit_counts
+
+    outcome, train, val, test, summary, params, ablation_params, model = tiny_run()
+    row = record_run(outcome, train, val, test, summary, params, ablation_params, run=Run("norm", "b", 0))
+    assert list(row["dead_units"]) == ["features.0.act", "features.1.act", "head.2"]
+    assert row["dead_units"]["head.2"] >= 0.5  # the 4 killed, and any the random start killed
+    units = 4 + 8 + 8  # two conv layers of 4 and 8 channels, 8 hidden units
+    dead = sum(round(f * n) for f, n in zip(row["dead_units"].values(), (4, 8, 8)))
+    assert row["dead_unit_fraction"] == pytest.approx(dead / units)
+    assert row["dead_unit_fraction"] != pytest.approx(np.mean(list(row["dead_units"].values())))
+    assert dead_fraction_of_all_units({"a": (1, 16), "b": (0, 128)}) == pytest.approx(1 / 144)
+    assert dead_fraction_of_all_units(None) is None
+    counts = dead_unit_counts(nn.Sequential(nn.Flatten(), nn.Linear(3, 2), nn.ReLU()), torch.ones(5, 3))
+    assert set(counts) == {"2"} and counts["2"][1] == 2
+
+
+def test_a_diverged_run_is_a_row_that_says_where():
+    from simple_cnn.pipelines.ablation.nodes import record_run
+
+    _, train, val, test, summary, params, ablation_params, _ = tiny_run()
+    outcome = {"model": None, "history": None,
+               "divergence": {"message": "nan", "step": 7, "lr": 3.0, "layer": "head", "lr_per_step": [1, 2, 3]}}
+    row = record_run(outcome, train, val, test, summary, params, ablation_params, run=Run("norm", "a", 0))
+    assert row["diverged"] and row["steps"] == 7 and row["lr_per_step"] == [1, 2, 3]
+    assert row["divergence"] == {"message": "nan", "step": 7, "lr": 3.0, "layer": "head"}
+    assert row["test_accuracy"] is None and row["along_budget"] is None and not row["converged"]
+
+
+def test_a_row_is_stale_when_anything_that_made_it_changed():
+    from simple_cnn.ablation.rows import fingerprint, provenance, stale_reason
+
+    params = CnnParams()
+    made = provenance(params, ablation(), {"fingerprint": "abc"})
+    row = {"made_with": made, "fingerprint": fingerprint(made)}
+    assert stale_reason(row, made) is None and stale_reason(None, made) == "no row"
+    longer = provenance(params.model_copy(update={"training": params.training.model_copy(
+        update={"max_steps": 30})}), ablation(), {"fingerprint": "abc"})
+    assert stale_reason(row, longer) == "made with other settings: cnn.training.max_steps None -> 30"
+    other_data = provenance(params, ablation(), {"fingerprint": "xyz"})
+    assert stale_reason(row, other_data) == "made with other settings: splits 'abc' -> 'xyz'"
+    other_eval = provenance(params, ablation(test_images=100), {"fingerprint": "abc"})
+    assert "evaluation.test_images 5000 -> 100" in stale_reason(row, other_eval)
+    assert stale_reason({"fingerprint": "x"}, made).startswith("a row of an older format")
+    quiet = params.model_copy(update={"training": params.training.model_copy(update={"progress_bar": False})})
+    assert stale_reason(row, provenance(quiet, ablation(), {"fingerprint": "abc"})) is None
+
+
+def test_a_stale_output_keeps_its_dataset_for_tracking():
+    from kedro_datasets.json import JSONDataset
+
+    from simple_cnn.hooks import _Stale
+    from simple_cnn.tracking.hooks import _unwrapped
+
+    dataset = JSONDataset(filepath="x.json", metadata={"mlflow": "artifact"})
+    stale = _Stale(dataset)
+    assert not stale.exists() and stale.metadata == {"mlflow": "artifact"} and _unwrapped(stale) is dataset
+
+
+def test_the_run_length_check_uses_the_training_part_of_the_split():
+    from simple_cnn.ablation.studies import check_run_length
+
+    counts = {f"c{i}": 100 for i in range(10)}
+    params = CnnParams.model_validate({"training": {"fraction": 0.1, "batch_size": 20, "epochs": 2,
+                                                    "warmup": 100, "warmup_unit": "steps"}})
+    with pytest.raises(ConfigError, match=r"^here \(100 training images\): cnn.training.warmup=100.0 steps"):
+        check_run_length(params, counts, "here")
+    check_run_length(params.model_copy(update={"training": params.training.model_copy(update={"warmup": 9})}),
+                     counts, "here")
+    stepped = CnnParams.model_validate({"training": {"scheduler": "step", "step_size_epochs": 5, "epochs": 4,
+                                                     "warmup": 1, "batch_size": 10}})
+    with pytest.raises(ConfigError, match=r"step_size_epochs=5 \(500 steps\) is not shorter than the run \(400 steps\)"):
+        check_run_length(stepped, counts, "there")
+
+
+def test_configure_run_checks_the_run_against_the_splits_before_it_trains():
+    from simple_cnn.pipelines.ablation.nodes import RunNodes
+
+    summary = {"counts": {"train": {"per_class": {"a": 50, "b": 50}, "total": 100},
+                          "val": {"total": 30}, "test": {"total": 40}}}
+    params = ablation(val_images=10, report_images=20, test_images=40, max_steps=8,
+                      base={"training": {"batch_size": 10, "warmup": 2, "warmup_unit": "steps"}})
+    in_epochs = ablation(studies={"norm": {**STUDY, "epochs": 2}},  # 2 x 10 steps: known from the data only
+                         base={"training": {"batch_size": 10, "warmup": 25, "warmup_unit": "steps"}})
+    nodes = RunNodes(Run("norm", "b", 3))
+    run = nodes.configure_run(CnnParams(), params, summary)
+    assert run.model.norm == "group" and (run.training.seed, run.training.max_steps) == (3, 8)
+    assert nodes.configure_run(CnnParams().model_dump(), params.model_dump(), summary) == run  # plain dicts too
+    with pytest.raises(ConfigError, match=r"val_images=10 \+ ablation.report_images=21 = 31 exceed "
+                                          r"the validation split \(30 images\)"):
+        nodes.configure_run(CnnParams(), params.model_copy(update={"report_images": 21}), summary)
+    with pytest.raises(ConfigError, match=r"ablation.test_images=41 exceeds the test split \(40 images\)"):
+        nodes.configure_run(CnnParams(), params.model_copy(update={"test_images": 41}), summary)
+    with pytest.raises(ConfigError, match=r"^ablation.studies.norm.variants.b \(100 training images\): "
+                                          r"cnn.training.warmup=25.0 steps \(25 steps\) is not shorter than "
+                                          r"training \(2 epochs x 10 steps = 20 steps\)"):
+        nodes.configure_run(CnnParams(), in_epochs, summary)
+
+
+def tiny_splits(n=48):
+    rng = np.random.default_rng(1)
+    make = lambda k: {"images": rng.integers(0, 256, (k, 8, 8, 3), dtype=np.uint8),  # noqa: E731
+                      "labels": np.arange(k) % 4}
+    summary = {"class_names": ["a", "b", "c", "d"], "image_shape": [8, 8, 3],
+               "train_pixel_mean": [0.5] * 3, "train_pixel_std": [0.25] * 3}
+    return make(n), make(24), summary
+
+
+def tiny_params(**training):
+    return CnnParams.model_validate({
+        "model": {"base_width": 4, "num_blocks": 2, "hidden_units": 8},
+        "augmentation": {"preset": "none"},
+        "training": {"device": "cpu", "amp": "off", "max_steps": 8, "batch_size": 8, "warmup": 0,
+                     "progress_bar": False, **training}})
+
+
+def test_train_run_picks_on_the_selection_images_and_keeps_every_budget_point(tmp_path):
+    from simple_cnn.pipelines.ablation.nodes import train_run
+
+    train, val, summary = tiny_splits()
+    params = ablation(val_images=10, report_images=10, budget_points=[0.25, 0.5, 1.0])
+    outcome = train_run(train, val, summary, tmp_path / "last.pt", tiny_params(), params)
+    assert outcome["divergence"] is None and sorted(outcome["model"]["kept"]) == [0.25, 0.5, 1.0]
+    assert outcome["history"]["kept_steps"] == {0.25: 2, 0.5: 4, 1.0: 8}
+    assert len(outcome["history"]["lr_per_step"]) == 8
+    diverged = train_run(train, val, summary, tmp_path / "nan.pt", tiny_params(lr=1e12), params)
+    assert diverged["model"] is None and diverged["divergence"]["step"] >= 1
+    assert "Loss became" in diverged["divergence"]["message"]
+
+
+def test_the_summary_node_states_the_budget_and_the_figure_nodes_draw():
+    from matplotlib.figure import Figure
+
+    from simple_cnn.pipelines.ablation import nodes
+
+    rows = records_of([0.5, 0.52, 0.55], [0.59, 0.62, 0.66])
+    for row in rows:
+        row.update(device="cpu", amp="off", train_seconds=1.5, dead_units=None, lr_per_step=[0.1])
+    results, summary = nodes.summarise_ablation(ablation(test_images=300, preview=True), *rows)
+    assert results == rows and summary["preview"] is True
+    assert summary["budget"] == {"seeds": [0, 1, 2], "selection images": 500, "reported images": 1000,
+                                 "test images": 300, "budget points": [0.125, 0.25, 0.5, 1.0],
+                                 "device": ["cpu"], "amp": ["off"], "train seconds total": 9.0}
+    for draw in (nodes.plot_ablation_augmentation_heatmap, nodes.plot_ablation_dead_units,
+                 nodes.plot_ablation_batch_size, nodes.plot_ablation_warmup_lr):
+        assert isinstance(draw(rows), Figure)
+    assert isinstance(nodes.plot_ablation_accuracy(summary), Figure)
+    page = nodes.build_ablation_report(summary, rows, CnnParams())
+    assert "Preview at a short budget" in page and "A hand-rolled warmup wrapper" in page

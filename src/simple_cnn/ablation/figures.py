@@ -61,14 +61,14 @@ def effect_along_budget(summary: dict[str, Any], name: str) -> Figure:
         mean = 100 * point["mean"]
         ax.errorbar(point["fraction"], mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
                     color=VERDICT_COLOURS[point["verdict"]])
-    for pair in study["pairs"]:
-        ax.plot(1.0, 100 * pair["difference"], "_", color="black", markersize=12)
+    for pair in study["pairs"]:  # beside the end's interval
+        ax.plot(1.12, 100 * pair["difference"], "_", color="black", markersize=10)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks([p["fraction"] for p in points], [f"{p['fraction']:g}" for p in points])
     ax.set_xlabel("fraction of each run's budget (the best weights at that point)")
     ax.set_ylabel("difference (points)")
-    ax.set_title(f"{name}: the effect along the budget (bars: seeds at the end)", fontsize=9)
+    ax.set_title(f"{name}: the effect along the budget (dashes: each seed at the end)", fontsize=9)
     return fig
 
 

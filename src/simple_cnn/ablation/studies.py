@@ -106,8 +106,8 @@ class AblationParams(ParameterGroup):
     key = "ablation"
 
     seeds: list[Int] = Field([0, 1, 2], min_length=1)
-    max_steps: Int = Field(200, ge=1)  # a study's budget when it gives none
-    val_images: Int = Field(1000, ge=1)  # validation images that pick each run's best epoch ...
+    max_steps: Int = Field(300, ge=1)  # a study's budget when it gives none
+    val_images: Int = Field(500, ge=1)  # validation images that pick each run's best epoch ...
     report_images: Int = Field(1000, ge=1)  # ... and the next ones, the reported val accuracy and gap
     test_images: Int = Field(5000, ge=1)  # test images every run is scored on (the same for all)
     budget_points: list[Float] = [0.125, 0.25, 0.5, 1.0]  # fractions of a run's budget evaluated
