@@ -777,3 +777,62 @@ def test_the_summary_node_states_the_budget_and_the_figure_nodes_draw():
     assert isinstance(nodes.plot_ablation_accuracy(summary), Figure)
     page = nodes.build_ablation_report(summary, rows, CnnParams())
     assert "Preview at a short budget" in page and "A hand-rolled warmup wrapper" in page
+
+
+def test_a_row_carries_what_identifies_it_and_a_diverged_row_the_same_keys():
+    from simple_cnn.pipelines.ablation.nodes import record_run
+
+    outcome, train, val, test, summary, params, ablation_params, _ = tiny_run()
+    run = Run("norm", "b", 0)
+    row = record_run(outcome, train, val, test, summary, params, ablation_params, run=run)
+    assert (row["study"], row["variant"], row["seed"], row["train_seed"]) == ("norm", "b", 0, 0)
+    assert row["namespace"] == "ablation.norm.b.seed_0" and row["factors"] == {"model.norm": "group"}
+    assert (row["best_epoch"], row["epochs"], row["converged"], row["train_seconds"]) == (1, 1, False, 2.0)
+    assert (row["skipped_steps"], row["device"], row["amp"], row["augmentation"]) == (0, "cpu", "off", "standard")
+    assert row["lr_per_step"] == [0.1] * 10 and row["batch_size"] == 4 and row["divergence"] is None
+    diverged = record_run({"model": None, "history": None, "divergence": {"message": "nan", "step": 3}},
+                          train, val, test, summary, params, ablation_params, run=run)
+    assert set(diverged) == set(row)  # every score is there, None
+    assert all(diverged[k] is None for k in ("test_accuracy", "macro_f1", "train_accuracy", "val_accuracy",
+                                              "gap", "best_epoch", "epochs", "passes", "train_seconds",
+                                              "images_per_second", "skipped_steps", "device", "amp",
+                                              "augmentation", "dead_units", "dead_unit_fraction"))
+
+
+def test_the_evaluation_parts_are_disjoint_sized_and_every_one_shuffled_the_same_way():
+    from simple_cnn.ablation.parts import evaluation_parts, shuffled_part
+
+    split = lambda n: {"images": np.arange(n)[:, None], "labels": np.arange(n)}  # noqa: E731
+    params = ablation(val_images=5, report_images=7, test_images=9)
+    parts = evaluation_parts(split(30), split(20), split(40), params)
+    assert {k: len(v["labels"]) for k, v in parts.items()} == {"selection": 5, "report": 7, "train": 7, "test": 9}
+    assert not set(parts["selection"]["labels"]) & set(parts["report"]["labels"])
+    order = np.random.default_rng(0).permutation(20)
+    assert parts["selection"]["labels"].tolist() == order[:5].tolist()
+    assert parts["report"]["labels"].tolist() == order[5:12].tolist()
+    assert parts["train"]["labels"].tolist() == np.random.default_rng(0).permutation(30)[:7].tolist()
+    assert parts["test"]["labels"].tolist() == shuffled_part(split(40), 0, 9)["labels"].tolist()
+    assert (parts["test"]["images"][:, 0] == parts["test"]["labels"]).all()  # images follow their labels
+
+
+def test_train_and_evaluate_run_is_one_run_s_row(tmp_path):
+    from simple_cnn.pipelines.ablation.nodes import RunNodes
+
+    train, val, summary = tiny_splits()
+    test = {"images": train["images"][:20], "labels": train["labels"][:20]}
+    summary = {**summary, "fingerprint": "f"}
+    params = ablation(val_images=10, report_images=10, test_images=20, budget_points=[0.5, 1.0])
+    row = RunNodes(Run("norm", "a", 0)).train_and_evaluate_run(
+        train, val, test, summary, tmp_path / "last.pt", tiny_params(), params.model_dump())
+    assert row["namespace"] == "ablation.norm.a.seed_0" and not row["diverged"] and row["steps"] == 8
+    assert set(row["along_budget"]) == {"0.5", "1.0"} and 0 <= row["test_accuracy"] <= 1
+
+
+def test_why_a_row_is_stale_lists_at_most_three_changes():
+    from simple_cnn.ablation.rows import stale_reason
+
+    made = {"format": 2, "a": 1, "b": {"c": 2, "d": 3}, "e": 4, "f": 5}
+    row = {"made_with": made, "fingerprint": "old"}
+    changed = {"format": 2, "a": 9, "b": {"c": 8, "d": 7}, "e": 6, "f": 5}
+    assert stale_reason(row, changed) == "made with other settings: a 1 -> 9, b.c 2 -> 8, b.d 3 -> 7 and 1 more"
+    assert stale_reason({"made_with": {"format": 1}, "fingerprint": "x"}, made).startswith("a row of an older")
