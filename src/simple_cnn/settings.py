@@ -35,7 +35,7 @@ from simple_cnn.hooks import (  # noqa: E402
 )
 
 HOOKS = (AblationStudiesHooks(), ParameterChecksHooks(), RunIsolationHooks(), StaleOutputsHooks(),
-         ParallelRunnerHooks(), TorchrunRanksHooks(), StudyProgressHooks(), RunProfileHooks(), *tracking.hooks())
+         ParallelRunnerHooks(), TorchrunRanksHooks(), StudyProgressHooks(), RunProfileHooks(), *tracking.project_hooks())
 
 # With the `mlflow` extra, kedro-mlflow's hook is in HOOKS above (as the project's subclass,
 # with the project's store and checks; SIMPLE_CNN_TRACKING=off leaves it out), not registered

@@ -30,8 +30,9 @@ def switched_off() -> bool:
     return off or launcher.rank() > 0
 
 
-def hooks() -> tuple:
-    """The hooks for ``settings.HOOKS``: kedro-mlflow's and ours when it is installed."""
+def project_hooks() -> tuple:
+    """The hooks for ``settings.HOOKS``: kedro-mlflow's and ours when it is installed. (Not named
+    ``hooks``: importing the submodule ``tracking.hooks`` would replace such a function.)"""
     if not installed():
         return ()
     from simple_cnn.tracking.hooks import ProjectMlflowHook, RunRecordHooks

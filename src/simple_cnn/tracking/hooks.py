@@ -1,6 +1,6 @@
 """The MLflow run of each Kedro run: kedro-mlflow's hook, and what this project adds to it.
 
-Imported only when kedro-mlflow is installed (``simple_cnn.tracking.hooks()`` decides).
+Imported only when kedro-mlflow is installed (``simple_cnn.tracking.project_hooks()`` decides).
 """
 
 from __future__ import annotations
