@@ -571,8 +571,8 @@ def tiny_run():
     row's inputs: labels made so that the model is right on the selection images and the
     training part, and wrong on the reported ones."""
     from simple_cnn.ablation.parts import shuffled_part
+    from simple_cnn.inference import inference, model_config
     from simple_cnn.models import SimpleCNN
-    from simple_cnn.pipelines.cnn.nodes import _model_config, inference
 
     rng = np.random.default_rng(0)
     params = CnnParams.model_validate({
@@ -583,7 +583,7 @@ def tiny_run():
     summary = {"class_names": names, "image_shape": [8, 8, 3], "train_pixel_mean": [0.5] * 3,
                "train_pixel_std": [0.25] * 3, "fingerprint": "splits"}
     torch.manual_seed(0)
-    model = SimpleCNN(_model_config(params, summary))
+    model = SimpleCNN(model_config(params, summary))
     with torch.no_grad():
         model.head[1].bias[:4] = -1e4  # 4 of the head's 8 hidden units never fire
     state = model.state_dict()
@@ -836,3 +836,120 @@ def test_why_a_row_is_stale_lists_at_most_three_changes():
     changed = {"format": 2, "a": 9, "b": {"c": 8, "d": 7}, "e": 6, "f": 5}
     assert stale_reason(row, changed) == "made with other settings: a 1 -> 9, b.c 2 -> 8, b.d 3 -> 7 and 1 more"
     assert stale_reason({"made_with": {"format": 1}, "fingerprint": "x"}, made).startswith("a row of an older")
+
+
+# ------------------------------------------- what the second mutation round found unguarded
+def test_stale_reasons_name_new_keys_changed_types_and_an_unexplained_fingerprint():
+    from simple_cnn.ablation.rows import fingerprint, stale_reason
+
+    made = {"format": 2, "a": {"x": 1}, "b": 1, "c": 1}
+    three = {"format": 2, "a": 5, "b": 2}  # a dict became a number, c went
+    row = {"made_with": made, "fingerprint": fingerprint(made)}
+    assert stale_reason(row, three) == ("made with other settings: a {'x': 1} -> 5, b 1 -> 2, "
+                                        "c 1 -> None")  # three changes: no "and 0 more"
+    assert stale_reason(row, {**made, "d": 1}) == "made with other settings: d None -> 1"
+    tampered = {"made_with": made, "fingerprint": "not its hash"}
+    assert stale_reason(tampered, made) == "made with other settings: ?"
+
+
+def test_a_step_decay_as_long_as_the_run_is_refused():
+    counts = {f"c{i}": 100 for i in range(10)}
+    exact = CnnParams.model_validate({"training": {"scheduler": "step", "step_size_epochs": 4,
+                                                   "epochs": 4, "warmup": 1, "batch_size": 10}})
+    with pytest.raises(ConfigError, match=r"\(400 steps\) is not shorter than the run \(400 steps\), "
+                                          r"so the step decay never happens; shorten it or use "
+                                          r"another scheduler\.$"):
+        check_run_length(exact, counts, "here")
+
+
+def test_a_run_keeps_the_cnn_parameters_that_no_study_sets():
+    base = CnnParams.model_validate({"model": {"base_width": 24}, "training": {"lr": 0.07}})
+    run = run_parameters(base.model_dump(), ablation(), Run("norm", "b", 1))
+    assert (run.model.base_width, run.training.lr, run.model.norm) == (24, 0.07, "group")
+
+
+def test_typed_keeps_a_model_and_validates_a_dict():
+    from simple_cnn.pipelines.ablation.nodes import _typed
+
+    params = ablation()
+    assert _typed(params, AblationParams) is params
+    assert _typed(params.model_dump(), AblationParams) == params
+
+
+def test_the_parts_check_says_how_to_fix_it():
+    from simple_cnn.pipelines.ablation.nodes import _check_parts
+
+    counts = {"val": {"total": 30}, "test": {"total": 40}}
+    with pytest.raises(ConfigError) as error:
+        _check_parts(ablation(val_images=20, report_images=20, test_images=10), counts)
+    assert str(error.value) == (
+        "ablation.val_images=20 + ablation.report_images=20 = 40 exceed the validation split (30 "
+        "images): the images that pick each run's best epoch and those reported must not overlap; "
+        "lower them or raise ingestion.val_size.")
+    _check_parts(ablation(val_images=10, report_images=20, test_images=40), counts)  # exactly fits
+
+
+def test_train_run_selects_the_first_val_images_and_returns_a_divergence(tmp_path, monkeypatch, caplog):
+    from simple_cnn.ablation.parts import shuffled_part
+    from simple_cnn.errors import NonFiniteLossError
+    from simple_cnn.pipelines.ablation import nodes
+
+    train, val, summary = tiny_splits()
+    seen = {}
+
+    def fake_train(train_split, selection, *args, **kwargs):
+        seen["selection"], seen["keep_at"] = selection, kwargs["keep_at"]
+        raise NonFiniteLossError("Loss became nan at step 3", step=3, lr=0.5)
+
+    monkeypatch.setattr(nodes, "train_cnn", fake_train)
+    params = ablation(val_images=7, report_images=10, budget_points=[0.5, 1.0])
+    with caplog.at_level("WARNING"):
+        outcome = nodes.train_run(train, val, summary, tmp_path / "x.pt", tiny_params(), params)
+    assert outcome == {"model": None, "history": None,
+                       "divergence": {"message": "Loss became nan at step 3", "step": 3, "lr": 0.5}}
+    assert seen["selection"]["labels"].tolist() == shuffled_part(val, 0, 7)["labels"].tolist()
+    assert len(seen["selection"]["images"]) == 7 and seen["keep_at"] == (0.5, 1.0)
+    assert "Diverged: Loss became nan at step 3" in caplog.messages
+
+
+def test_a_rows_gap_is_train_minus_a_nonzero_val_and_macro_f1_is_recorded():
+    from simple_cnn.pipelines.ablation.nodes import _scores
+
+    outcome, train, val, test, summary, params, ablation_params, _ = tiny_run()
+    from simple_cnn.ablation.parts import evaluation_parts
+    from simple_cnn.pipelines.cnn.nodes import training_part
+
+    parts = evaluation_parts(training_part(train, params.training), val, test, ablation_params)
+    half = len(parts["report"]["labels"]) // 2
+    parts["report"]["labels"][:half] = (parts["report"]["labels"][:half] - 1) % 4  # back to right
+    model = outcome["model"]
+    scores = _scores(model, parts, summary, params)
+    assert scores["val_accuracy"] == 0.5 and scores["gap"] == 0.5
+    assert scores["macro_f1"] == 1.0 and scores["test_accuracy"] == 1.0
+    only = _scores(model, parts, summary, params, {"train_seconds"})  # a metric that needs no part
+    assert only == {}
+
+
+def test_a_model_without_relus_has_no_dead_units():
+    from simple_cnn.pipelines.ablation.nodes import _scores
+
+    outcome, train, val, test, summary, params, ablation_params, _ = tiny_run()
+    gelu = params.model_copy(update={"model": params.model.model_copy(update={"activation": "gelu"})})
+    from simple_cnn.ablation.parts import evaluation_parts
+
+    parts = evaluation_parts(train, val, test, ablation_params)
+    scores = _scores(outcome["model"], parts, summary, gelu, {"dead_unit_fraction"})
+    assert scores["dead_units"] is None and scores["dead_unit_fraction"] is None
+
+
+def test_the_summary_node_rounds_the_seconds_and_logs_each_verdict(caplog):
+    from simple_cnn.pipelines.ablation import nodes
+
+    rows = records_of([0.5, 0.52, 0.55], [0.59, 0.62, 0.66])
+    for row, seconds in zip(rows, (1.234, 2.345, 1.0, 1.0, 1.0, 1.0)):
+        row.update(device="cpu", amp="off", train_seconds=seconds, dead_units=None, lr_per_step=[0.1])
+    with caplog.at_level("INFO"):
+        _, summary = nodes.summarise_ablation(ablation(), *rows)
+    assert summary["budget"]["train seconds total"] == 7.6  # 7.579, to 0.1 s
+    study = summary["studies"]["norm"]
+    assert f"Study norm: {study['verdict']} ({study['reason']})" in caplog.messages

@@ -136,6 +136,14 @@ def _candidates(options: ClassifierParams, n_features: int, variance: float,
             for a in options.alpha]
 
 
+def first_candidate(options: ClassifierParams, x_train: np.ndarray,
+                    seed: int = 0) -> tuple[dict[str, float], BaseEstimator]:
+    """The unfitted estimator of ``options``'s first ``C`` or ``alpha`` for ``x_train`` (whose
+    width and variance the kernel settings depend on), and that hyper-parameter."""
+    variance = float(x_train.var(axis=0).sum())
+    return _candidates(options, x_train.shape[1], variance, seed)[0]
+
+
 def fit_with_selection(
     name: str,
     options: ClassifierParams,

@@ -33,6 +33,8 @@ from simple_cnn.data.cifar10 import RECORDS_PER_BATCH, TRAIN_MEMBERS
 from simple_cnn.data.raw import val_size_problem
 from simple_cnn.errors import ConfigError
 from simple_cnn.features.extract import FeatureConfig, HogParams
+from simple_cnn.first_lesson.robustness import RobustnessParams
+from simple_cnn.first_lesson.svm_cost import SvmCostParams
 from simple_cnn.models import ModelParams
 from simple_cnn.params import Int, Model, ParameterGroup, invalid
 from simple_cnn.training.config import SEED_RANGE, TrainConfig
@@ -132,6 +134,31 @@ class CnnParams(ParameterGroup):
         return self
 
 
+# ------------------------------------------------------------------------------ first_lesson
+class FirstLessonParams(ParameterGroup):
+    """``first_lesson``: HOG + SVM against the CNN under transforms, the SVM's cost as data
+    grows, and the settings of the three claims' verdicts (the ablation study's rule)."""
+
+    key = "first_lesson"
+
+    robustness: RobustnessParams = RobustnessParams()
+    svm_cost: SvmCostParams = SvmCostParams()
+    small_shift: Int = Field(4, ge=1)
+    quadratic_slope: float = Field(1.8, gt=0)
+    linear_slope_below: float = Field(1.3, gt=0)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    min_difference: float = Field(0.01, ge=0)
+    bootstrap_resamples: Int = Field(2000, ge=100)
+
+    @model_validator(mode="after")
+    def _small_shifts_listed(self) -> FirstLessonParams:
+        if min(self.robustness.shift) > self.small_shift:
+            raise invalid("small_shift", self.small_shift,
+                          f"is below every listed shift ({self.robustness.shift}); the "
+                          "consistency claim needs at least one shift of at most this many pixels")
+        return self
+
+
 def image_side(ingestion: IngestionParams) -> int:
     """The side of the square images that ``ingestion`` will produce."""
     return 32 if ingestion.source == "cifar10" else ingestion.image_size
@@ -146,13 +173,21 @@ def check_across_groups(params: dict, used: set[str]) -> None:
         side = image_side(IngestionParams.model_validate(ingestion)
                           if isinstance(ingestion, dict) else ingestion)
         hog_svm.feature_config((side, side))
+    lesson = params.get("first_lesson")
+    if {"ingestion", "first_lesson"} <= used and isinstance(lesson, FirstLessonParams):
+        side = image_side(IngestionParams.model_validate(ingestion)
+                          if isinstance(ingestion, dict) else ingestion)
+        if max(lesson.robustness.shift) >= side / 2:
+            raise ConfigError(f"first_lesson.robustness.shift={lesson.robustness.shift}: a "
+                              f"shift must be below half the image side ({side} pixels).")
     ablation, cnn = params.get("ablation"), params.get("cnn")
     if "ablation" in used and isinstance(ablation, AblationParams) and isinstance(cnn, CnnParams):
         for run in ablation.runs():  # every variant's overrides on the actual cnn parameters
             run_parameters(cnn.model_dump(), ablation, run)
 
 
-GROUPS: tuple[type[ParameterGroup], ...] = (IngestionParams, HogSvmParams, CnnParams, AblationParams)
+GROUPS: tuple[type[ParameterGroup], ...] = (IngestionParams, HogSvmParams, CnnParams, AblationParams,
+                                            FirstLessonParams)
 SCHEMA_FOLDER = Path("docs/schemas")
 
 

@@ -109,9 +109,11 @@ def comparison_html(
     history: dict[str, Any],
     class_names: Sequence[str],
     ablation_report: str | None = None,
+    first_lesson: str = "",
 ) -> str:
     """The whole report as one HTML string with every figure embedded as PNG. ``ablation_report``:
-    the newest ablation report's path relative to this report's layer folder, linked if given."""
+    the newest ablation report's path relative to this report's layer folder, linked if given;
+    ``first_lesson``: the section "Why hand-made features hit a wall" (HTML)."""
     figures = {
         "Test scores, overall and per class": comparison_figure(svm, cnn, class_names),
         "Confusion matrices (rows: true class)": confusion_figure(svm, cnn, class_names),
@@ -146,6 +148,7 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 <ul>
 {text}
 </ul>
+{first_lesson}
 <h2>The ablation study</h2>
 <p>{_ablation_paragraph(ablation_report)}</p>
 <h2>Figures</h2>

@@ -121,9 +121,22 @@ def _section(name: str, study: dict[str, Any]) -> str:
             f"<h3>Every variant</h3>{study_table(study)}</section>")
 
 
-def ablation_html(summary: dict[str, Any], budget: dict[str, Any], figures: dict[str, Figure]) -> str:
-    """The report: the forest plot, the rule, the verdict table, a section per claim, then
-    ``figures``."""
+def first_lesson_section(verdicts: dict[str, Any] | None) -> str:
+    """The first lesson's claims (HOG + SVM against the CNN), judged by the same rule in
+    ``kedro run``: their newest verdicts, or how to get them."""
+    if verdicts is None:
+        return ("<section><h2>Why hand-made features hit a wall</h2><p>Not measured yet: "
+                "<code>kedro run</code> judges the course's claims about HOG + SVM (rotation, "
+                "lighting, shifts, the SVM's cost) by this same rule.</p></section>")
+    from simple_cnn.first_lesson.report import first_lesson_html
+
+    return first_lesson_html(verdicts)
+
+
+def ablation_html(summary: dict[str, Any], budget: dict[str, Any], figures: dict[str, Figure],
+                  first_lesson: dict[str, Any] | None = None) -> str:
+    """The report: the forest plot, the rule, the verdict table, a section per claim, the
+    first lesson's verdicts (``first_lesson``), then ``figures``."""
     preview = ("<p class='preview'><b>Preview at a short budget</b>: these runs are short, so "
                "the verdicts below are a first look, not the study's verdicts; run the default "
                "study (kedro run --pipelines ablation) for those.</p>" if summary.get("preview") else "")
@@ -159,6 +172,7 @@ not pick the best epoch (those are the first selection images of the split).</p>
 {check}
 {verdict_table(summary)}
 {sections}
+{first_lesson_section(first_lesson)}
 <h2>Figures</h2>
 {images}
 </body></html>

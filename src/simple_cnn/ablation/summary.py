@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,6 +36,13 @@ from simple_cnn.ablation.studies import METRICS, AblationParams
 FAILED_SCORE = {"test_accuracy": "chance", "macro_f1": "chance", "val_accuracy": "chance",
                 "dead_unit_fraction": 1.0, "diverged": 1.0}
 """What a diverged run scores on a metric; metrics not listed have no such score."""
+
+
+class Rule(Protocol):
+    """What :func:`decide` needs of its settings (``AblationParams`` and the first lesson's)."""
+
+    alpha: float
+    min_difference: float
 
 
 def verdict_rule(ablation: AblationParams) -> str:
@@ -114,7 +121,7 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
     return adjusted
 
 
-def decide(test: dict[str, Any], p_adjusted: float | None, ablation: AblationParams,
+def decide(test: dict[str, Any], p_adjusted: float | None, ablation: Rule,
            more_failures: bool) -> tuple[str, str]:
     """The verdict and its reason in words, from a paired test and its adjusted p."""
     if p_adjusted is None:

@@ -6,11 +6,12 @@ from simple_cnn.datasets.sources import (
     CheckpointFileDataset,
     Cifar10ArchiveDataset,
     ImageFolderDataset,
+    NewestJSONDataset,
     NewestVersionDataset,
 )
 from simple_cnn.datasets.torch_model_dataset import TorchStateDictDataset
 
 __all__ = [
     "AtomicJSONDataset", "CheckpointFileDataset",
-    "Cifar10ArchiveDataset", "ImageFolderDataset", "NewestVersionDataset", "NumpyDataset",
+    "Cifar10ArchiveDataset", "ImageFolderDataset", "NewestJSONDataset", "NewestVersionDataset", "NumpyDataset",
     "TorchStateDictDataset"]

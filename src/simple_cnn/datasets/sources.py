@@ -8,6 +8,7 @@ pattern as kedro-datasets' ``PartitionedDataset``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,12 @@ class NewestVersionDataset(AbstractDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._path)}
+
+
+class NewestJSONDataset(NewestVersionDataset):
+    """Read-only: the newest saved version of a versioned JSON file, loaded, or ``None`` when
+    none is saved. Lets one report show another pipeline's result without depending on it."""
+
+    def load(self) -> Any:
+        newest = super().load()
+        return None if newest is None else json.loads((self._path.parent / newest).read_text())

@@ -55,6 +55,18 @@ class FeatureConfig:
         return self
 
 
+    def describe(self) -> dict[str, Any]:
+        """These settings as JSON-ready values (a model's report keeps them)."""
+        return {"kind": self.kind, "hog": self.hog.model_dump(mode="json"),
+                "color_histogram_bins": self.color_histogram_bins}
+
+    @classmethod
+    def from_description(cls, described: dict[str, Any]) -> FeatureConfig:
+        """The settings :meth:`describe` wrote."""
+        return cls(described["kind"], HogParams.model_validate(described["hog"]),
+                   described["color_histogram_bins"])
+
+
 def color_histograms(images: np.ndarray, bins: int, chunk: int = 4096) -> np.ndarray:
     """Per-channel intensity histograms, as fractions of the pixels: float32 (N, C x bins)."""
     n, channels = len(images), images.shape[-1]

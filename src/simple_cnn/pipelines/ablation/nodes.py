@@ -18,8 +18,9 @@ from simple_cnn.ablation.rows import fingerprint, provenance
 from simple_cnn.ablation.studies import AblationParams, Run, check_run_length, factors, run_parameters
 from simple_cnn.ablation.summary import summarise
 from simple_cnn.errors import ConfigError, NonFiniteLossError
+from simple_cnn.inference import inference
 from simple_cnn.parameters import CnnParams
-from simple_cnn.pipelines.cnn.nodes import evaluate_cnn, inference, train_cnn, training_part
+from simple_cnn.pipelines.cnn.nodes import evaluate_cnn, train_cnn, training_part
 from simple_cnn.training.diagnostics import dead_fraction_of_all_units, dead_unit_counts
 
 logger = logging.getLogger(__name__)
@@ -218,8 +219,11 @@ def plot_warmup_wrapper_bug(cnn: CnnParams) -> Figure:
 
 def build_ablation_report(
     ablation_summary: dict[str, Any], ablation_results: list[dict[str, Any]], cnn: CnnParams,
+    newest_first_lesson_verdicts: dict[str, Any] | None = None,
 ) -> str:
-    """The self-contained HTML report: the forest plot, a section per claim, then the figures
-    that have something to show."""
+    """The self-contained HTML report: the forest plot, a section per claim, the first
+    lesson's claims beside them (the newest verdicts of ``kedro run``, if any), then the
+    figures that have something to show."""
     return ablation_html(ablation_summary, ablation_summary["budget"],
-                         figures.report_figures(ablation_results, cnn.training))
+                         figures.report_figures(ablation_results, cnn.training),
+                         newest_first_lesson_verdicts)

@@ -95,7 +95,8 @@ def create_pipeline(**kwargs) -> Pipeline:
              name="plot_ablation_warmup_lr", tags=["plots"]),
         node(nodes.plot_warmup_wrapper_bug, "params:cnn", "warmup_wrapper_bug_plot",
              name="plot_warmup_wrapper_bug", tags=["plots"]),
-        node(nodes.build_ablation_report, ["ablation_summary", "ablation_results", "params:cnn"],
+        node(nodes.build_ablation_report, ["ablation_summary", "ablation_results", "params:cnn",
+                                           "newest_first_lesson_verdicts"],
              "ablation_report", name="build_ablation_report"),
     ], tags=[NAMESPACE])
     return sum((run_pipeline(run) for run in runs), Pipeline([])) + summary

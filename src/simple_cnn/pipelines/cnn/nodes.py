@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,103 +12,18 @@ import torch
 from matplotlib.figure import Figure
 
 from simple_cnn import plots
-from simple_cnn.augment import BatchAugment, resolve_preset
-from simple_cnn.data.raw import GRAY_WEIGHTS, stratified_subset, to_grayscale
-from simple_cnn.errors import ConfigError
+from simple_cnn.data.raw import stratified_subset
+from simple_cnn.inference import batch_augment, inference, model_config, model_images
 from simple_cnn.metrics import classification_metrics
-from simple_cnn.models import ModelConfig, SimpleCNN
+from simple_cnn.models import SimpleCNN
 from simple_cnn.parameters import CnnParams
-from simple_cnn.params import build
-from simple_cnn.training import predict_logits
-from simple_cnn.training.config import TrainConfig, resolve_amp, resolve_device
+from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.diagnostics import activation_stats
 from simple_cnn.training.launch import fit_on_processes
-from simple_cnn.training.loop import autocast_factory, to_device_images
 
 logger = logging.getLogger(__name__)
 
 Split = dict[str, np.ndarray]
-
-
-def _model_config(params: CnnParams, summary: dict[str, Any]) -> ModelConfig:
-    """``cnn.model`` plus what the data decides: classes and image size."""
-    height, width, _ = summary["image_shape"]
-    if height != width:
-        raise ConfigError(f"SimpleCNN expects square images, the dataset has {height}x{width}.")
-    return build(ModelConfig, "cnn.model", **params.model.model_dump(),
-                 num_classes=len(summary["class_names"]), image_size=height)
-
-
-def _images(images: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """RGB uint8 (N, H, W, 3) -> what the model takes (gray when ``in_channels`` is 1)."""
-    return to_grayscale(images) if config.in_channels == 1 else images
-
-
-def _augment(params: CnnParams, summary: dict[str, Any], config: ModelConfig, n_train: int) -> BatchAugment:
-    mean, std = np.array(summary["train_pixel_mean"]), np.array(summary["train_pixel_std"])
-    if config.in_channels == 1:  # gray = weighted channel sum: exact for the mean, close for std
-        weights = np.array(GRAY_WEIGHTS)
-        mean, std = mean[None] @ weights, std[None] @ weights
-    preset = resolve_preset(params.augmentation.preset, n_train)
-    return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes)
-
-
-@dataclass
-class Inference:
-    """A trained model ready to predict, with what its training used: the image conversion,
-    the normalisation, the device and the autocast context."""
-
-    model: SimpleCNN
-    config: ModelConfig
-    augment: BatchAugment
-    device: torch.device
-    autocast: Any
-
-    def images(self, images: np.ndarray) -> torch.Tensor:
-        """RGB uint8 (N, H, W, 3) NumPy -> the model's uint8 (N, C, H, W) on its device."""
-        return to_device_images(_images(images, self.config), self.device)
-
-    def prepared(self, images: np.ndarray) -> torch.Tensor:
-        """The normalised float batch the model takes."""
-        return self.augment.prepare(self.images(images))
-
-    def logits(self, images: np.ndarray, batch_size: int, flip_tta: bool = False) -> torch.Tensor:
-        return predict_logits(self.model, self.images(images), self.augment, self.autocast,
-                              batch_size, flip_tta=flip_tta)
-
-
-def inference(cnn_model: dict[str, Any], dataset_summary: dict[str, Any], params: CnnParams,
-              device: str | None = None) -> Inference:
-    """Load ``cnn_model`` for prediction on ``device`` (default: the training device)."""
-    config = _model_config(params, dataset_summary)
-    device_ = torch.device(device) if device else resolve_device(params.training.device)
-    autocast = (autocast_factory(device_, resolve_amp(params.training.amp, device_))
-                if device is None else autocast_factory(device_, None))
-    model = _load_model(cnn_model, config).to(device_).to(memory_format=torch.channels_last)
-    return Inference(model, config, _normaliser(params, dataset_summary, config), device_, autocast)
-
-
-def _normaliser(params: CnnParams, summary: dict[str, Any], config: ModelConfig) -> BatchAugment:
-    """The evaluation-time conversion: uint8 -> normalised float, no augmentation."""
-    return _augment(params.model_copy(update={"augmentation": params.augmentation.model_copy(
-        update={"preset": "none"})}), summary, config, n_train=0)
-
-
-def _load_model(cnn_model: dict[str, Any], config: ModelConfig) -> SimpleCNN:
-    if "state_dict" not in cnn_model:
-        raise ConfigError(
-            "This cnn_model version was saved by an older Simple CNN, without the details of "
-            "its training run; re-run train_cnn (kedro run --from-nodes train_cnn)."
-        )
-    model = SimpleCNN(config)
-    try:
-        model.load_state_dict(cnn_model["state_dict"])
-    except RuntimeError as error:
-        raise ConfigError(
-            "The saved cnn_model does not fit cnn.model's current shape; re-run train_cnn, or "
-            f"load the matching version with --load-versions. ({error})"
-        ) from error
-    return model.eval()
 
 
 def train_cnn(
@@ -129,18 +43,18 @@ def train_cnn(
     A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it).
     With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split.
     ``training.distributed`` (or torchrun) trains on several processes; rank 0's result."""
-    config = _model_config(params, dataset_summary)
+    config = model_config(params, dataset_summary)
     train_config = params.training
     train_split = training_part(train_split, train_config)
-    augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
+    augment = batch_augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = SimpleCNN(config)
     total = train_config.total_steps(train_config.steps_per_epoch(len(train_split["labels"])))
     steps = {fraction: max(1, round(fraction * total)) for fraction in keep_at}
     result = fit_on_processes(
         model,
-        _images(train_split["images"], config), train_split["labels"],
-        _images(val_split["images"], config), val_split["labels"],
+        model_images(train_split["images"], config), train_split["labels"],
+        model_images(val_split["images"], config), val_split["labels"],
         augment, train_config, checkpoint_path=cnn_checkpoint, model_config=config.model_dump(),
         keep_at=tuple(sorted(set(steps.values()))),
     )
@@ -187,7 +101,7 @@ def summarise_cnn(dataset_summary: dict[str, Any], params: CnnParams) -> str:
     """A torchinfo summary: per-layer output shapes and parameter counts."""
     from torchinfo import summary
 
-    config = _model_config(params, dataset_summary)
+    config = model_config(params, dataset_summary)
     stats = summary(SimpleCNN(config), input_size=(1, config.in_channels, config.image_size,
                     config.image_size), col_names=("output_size", "num_params"), verbose=0,
                     device="cpu")
@@ -264,7 +178,7 @@ def plot_cnn_feature_maps(
     with torch.no_grad():
         run.model(run.prepared(images))
     handle.remove()
-    return plots.feature_maps(_images(images, run.config), captured["maps"].float().numpy(), layer)
+    return plots.feature_maps(model_images(images, run.config), captured["maps"].float().numpy(), layer)
 
 
 def plot_cnn_misclassified(
@@ -278,10 +192,10 @@ def preview_augmentation(
     train_split: Split, dataset_summary: dict[str, Any], params: CnnParams
 ) -> Figure:
     """Originals beside augmented views, as the model sees them (de-normalised for display)."""
-    config = _model_config(params, dataset_summary)
-    augment = _augment(params, dataset_summary, config, len(train_split["labels"]))
+    config = model_config(params, dataset_summary)
+    augment = batch_augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(0)
-    originals = _images(train_split["images"][:6], config)
+    originals = model_images(train_split["images"][:6], config)
     x = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(train_split["labels"][:6])
     mean = torch.tensor(augment.normalize.mean)[:, None, None]

@@ -41,6 +41,7 @@ def extract_svm_features(
     )
     report = {
         "features": config.kind,
+        "feature_settings": config.describe(),
         "n_features": int(outputs[0]["features"].shape[1]),
         "n_images": int(sum(len(o["labels"]) for o in outputs)),
         "feature_seconds": time.perf_counter() - started,

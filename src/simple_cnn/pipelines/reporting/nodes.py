@@ -6,7 +6,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from simple_cnn.report import comparison_figure, comparison_html, confusion_figure
+from simple_cnn.first_lesson import figures as lesson_figures
+from simple_cnn.first_lesson.report import first_lesson_html
+from simple_cnn.report import comparison_figure, comparison_html, confusion_figure, figure_html
 
 
 def plot_model_comparison(
@@ -28,9 +30,17 @@ def build_comparison_report(
     cnn_test_metrics: dict[str, Any],
     cnn_training_history: dict[str, Any],
     class_names: list[str],
+    robustness_metrics: dict[str, Any],
+    svm_cost_scaling: dict[str, Any],
+    first_lesson_verdicts: dict[str, Any],
     ablation_report_link: str | None,
 ) -> str:
-    """A self-contained HTML page: headline table, plain-language reading, every figure, and a
-    link to the newest ablation report when there is one."""
+    """A self-contained HTML page: headline table, plain-language reading, why hand-made
+    features hit a wall (the first lesson's verdicts and figures), every figure, and a link to
+    the newest ablation report when there is one."""
+    lesson = first_lesson_html(first_lesson_verdicts, robustness_metrics, svm_cost_scaling, "".join([
+        figure_html(lesson_figures.robustness(robustness_metrics),
+                    "Accuracy and consistency under transforms"),
+        figure_html(lesson_figures.svm_cost(svm_cost_scaling), "SVM cost as data grows")]))
     return comparison_html(svm_test_metrics, cnn_test_metrics, cnn_training_history, class_names,
-                           ablation_report_link)
+                           ablation_report_link, lesson)
