@@ -24,7 +24,7 @@ def test_report_is_self_contained_and_compares_both_models(smoke_project):
     svm = json.loads(latest(smoke_project, "data/08_reporting/svm_test_metrics.json").read_text())
     cnn = json.loads(latest(smoke_project, "data/08_reporting/cnn_test_metrics.json").read_text())
     assert f"{svm['accuracy']:.2%}" in html and f"{cnn['accuracy']:.2%}" in html
-    assert html.count('src="data:image/png;base64,') == 5
+    assert html.count('src="data:image/png;base64,') == 7  # 5 of the comparison, 2 of the first lesson
     assert "percentage points" in html and "http" not in html.split("<body>")[1]  # no external links
 
 
