@@ -605,8 +605,8 @@ def tiny_run():
                "device": "cpu", "amp": "off", "augmentation": "standard"}
     outcome = {"model": {"state_dict": state, "training": {}, "kept": {0.5: state, 1.0: state}},
                "history": history, "divergence": None}
-    assert shuffled_part(val, 0, 10)["labels"].tolist() == \
-        clean.logits(shuffled_part(val, 0, 10)["images"], 64).argmax(1).tolist()
+    assert shuffled_part(val, 10)["labels"].tolist() == \
+        clean.logits(shuffled_part(val, 10)["images"], 64).argmax(1).tolist()
     return outcome, train, val, test, summary, params, ablation_params, model
 
 
@@ -811,7 +811,7 @@ def test_the_evaluation_parts_are_disjoint_sized_and_every_one_shuffled_the_same
     assert parts["selection"]["labels"].tolist() == order[:5].tolist()
     assert parts["report"]["labels"].tolist() == order[5:12].tolist()
     assert parts["train"]["labels"].tolist() == np.random.default_rng(0).permutation(30)[:7].tolist()
-    assert parts["test"]["labels"].tolist() == shuffled_part(split(40), 0, 9)["labels"].tolist()
+    assert parts["test"]["labels"].tolist() == shuffled_part(split(40), 9)["labels"].tolist()
     assert (parts["test"]["images"][:, 0] == parts["test"]["labels"]).all()  # images follow their labels
 
 
@@ -907,7 +907,7 @@ def test_train_run_selects_the_first_val_images_and_returns_a_divergence(tmp_pat
         outcome = nodes.train_run(train, val, summary, tmp_path / "x.pt", tiny_params(), params)
     assert outcome == {"model": None, "history": None,
                        "divergence": {"message": "Loss became nan at step 3", "step": 3, "lr": 0.5}}
-    assert seen["selection"]["labels"].tolist() == shuffled_part(val, 0, 7)["labels"].tolist()
+    assert seen["selection"]["labels"].tolist() == shuffled_part(val, 7)["labels"].tolist()
     assert len(seen["selection"]["images"]) == 7 and seen["keep_at"] == (0.5, 1.0)
     assert "Diverged: Loss became nan at step 3" in caplog.messages
 
@@ -953,3 +953,15 @@ def test_the_summary_node_rounds_the_seconds_and_logs_each_verdict(caplog):
     assert summary["budget"]["train seconds total"] == 7.6  # 7.579, to 0.1 s
     study = summary["studies"]["norm"]
     assert f"Study norm: {study['verdict']} ({study['reason']})" in caplog.messages
+
+
+def test_describe_and_score_at_the_edges():
+    from simple_cnn.ablation.summary import describe, score, verdict_rule
+
+    assert describe([]) == {"mean": None, "std": None, "n": 0}
+    assert describe([0.25]) == {"mean": 0.25, "std": 0.0, "n": 1}
+    assert describe([1.0, 2.0]) == {"mean": 1.5, "std": pytest.approx(0.7071, abs=1e-4), "n": 2}
+    row = {"diverged": False, "test_accuracy": 0.6, "along_budget": {"0.5": {"test_accuracy": 0.4}}}
+    assert score(row, "diverged", "0.5") == 0.0 and score(row, "test_accuracy", "0.5") == 0.4
+    assert "with a 95% Student-t interval" in verdict_rule(ablation())
+    assert "with a 90% Student-t interval" in verdict_rule(ablation(alpha=0.1))

@@ -223,7 +223,7 @@ def test_the_parameters_are_checked_with_the_full_key():
         FirstLessonParams.model_validate({"robustness": {"shift": [6, 8]}, "small_shift": 4})
     with pytest.raises(ConfigError, match=r"shift=\[1, 16\].*half the image side \(32"):
         check_across_groups({"ingestion": {"source": "cifar10"}, "first_lesson": FirstLessonParams(
-            robustness={"shift": [1, 16]})}, {"ingestion", "first_lesson"})
+            robustness={"shift": [1, 16]})}, {"first_lesson"})
 
 
 # --------------------------------------------------------------- in the pipeline and reports

@@ -166,15 +166,15 @@ def image_side(ingestion: IngestionParams) -> int:
 
 def check_across_groups(params: dict, used: set[str]) -> None:
     """Rules between groups, for the groups a run uses (``used``: ``{"cnn", ...}``): HOG cells
-    and blocks fit the images that ``ingestion`` makes; every ablation variant, merged into
-    ``cnn``, is valid. Raises :class:`ConfigError`."""
+    and blocks fit the images that ``ingestion`` makes; the first lesson's shifts are below half
+    their side; every ablation variant, merged into ``cnn``, is valid. Raises :class:`ConfigError`."""
     ingestion, hog_svm = params.get("ingestion"), params.get("hog_svm")
     if {"ingestion", "hog_svm"} <= used and isinstance(hog_svm, HogSvmParams):
         side = image_side(IngestionParams.model_validate(ingestion)
                           if isinstance(ingestion, dict) else ingestion)
         hog_svm.feature_config((side, side))
     lesson = params.get("first_lesson")
-    if {"ingestion", "first_lesson"} <= used and isinstance(lesson, FirstLessonParams):
+    if "first_lesson" in used and isinstance(lesson, FirstLessonParams) and ingestion is not None:
         side = image_side(IngestionParams.model_validate(ingestion)
                           if isinstance(ingestion, dict) else ingestion)
         if max(lesson.robustness.shift) >= side / 2:

@@ -23,7 +23,7 @@ NEEDS = {"test_accuracy": {"test"}, "macro_f1": {"test"}, "val_accuracy": {"repo
 """The parts each metric is measured on."""
 
 
-def shuffled_part(split: Split, start: int, stop: int) -> Split:
+def shuffled_part(split: Split, stop: int, start: int = 0) -> Split:
     """Images ``start:stop`` of ``split`` in its fixed shuffled order."""
     order = np.random.default_rng(0).permutation(len(split["labels"]))[start:stop]
     return {key: value[order] for key, value in split.items()}
@@ -31,7 +31,7 @@ def shuffled_part(split: Split, start: int, stop: int) -> Split:
 
 def evaluation_parts(train_part: Split, val_split: Split, test_split: Split, ablation) -> dict[str, Split]:
     selected, reported = ablation.val_images, ablation.val_images + ablation.report_images
-    return {"selection": shuffled_part(val_split, 0, selected),
-            "report": shuffled_part(val_split, selected, reported),
-            "train": shuffled_part(train_part, 0, ablation.report_images),
-            "test": shuffled_part(test_split, 0, ablation.test_images)}
+    return {"selection": shuffled_part(val_split, selected),
+            "report": shuffled_part(val_split, reported, start=selected),
+            "train": shuffled_part(train_part, ablation.report_images),
+            "test": shuffled_part(test_split, ablation.test_images)}

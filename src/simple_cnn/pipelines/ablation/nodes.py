@@ -85,7 +85,7 @@ def train_run(
     """``train_cnn`` on the run's parameters, picking its best epoch on the selection images and
     keeping the best weights at each budget point; a diverged run returns its divergence
     instead of raising, so that the study goes on."""
-    selection = shuffled_part(val_split, 0, ablation.val_images)
+    selection = shuffled_part(val_split, ablation.val_images)
     try:
         model, history = train_cnn(train_split, selection, dataset_summary, cnn_checkpoint,
                                    run_params, keep_at=tuple(ablation.budget_points))
