@@ -303,3 +303,34 @@ def test_processes_of_several_threads_are_spawned_and_do_not_hang():
         assert distributed.launch(_threads_used_after_a_matmul, (), 2, "gloo", 2) == [2, 2]
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("launched", [False, True], ids=["RANK alone", "torchrun's rank 1"])
+def test_rank_comes_from_a_launcher_not_from_RANK_alone(project, monkeypatch, caplog, launched):  # noqa: N802
+    """A pod or job script that exports RANK=1 still saves its outputs; a real rank 1 of
+    torchrun keeps them in memory and says so once, at INFO."""
+    import logging
+
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    monkeypatch.setenv("RANK", "1")
+    if launched:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    levels = {name: logging.getLogger(name).level for name in ("kedro", "simple_cnn", "kedro.io.data_catalog")}
+    bootstrap_project(project)
+    try:
+        with caplog.at_level("INFO"), KedroSession.create(project_path=project, env="smoke") as session:
+            session.run(pipeline_names=["ingestion"])
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    saved = [p for p in (project / "data").rglob("*") if p.is_file() and p.suffix in (".npz", ".json")]
+    said = [m for m in caplog.messages if "it saves nothing" in m]
+    if launched:
+        assert saved == [] and said == ["This process is rank 1 of 2 under torchrun: it saves nothing "
+                                        "(rank 0 writes every output) and logs warnings only from here on."]
+    else:
+        assert {p.parent.parent.name for p in saved} >= {"train_split.npz", "dataset_summary.json"}
+        assert said == []

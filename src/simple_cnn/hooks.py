@@ -4,6 +4,7 @@ comparison report landed."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from copy import deepcopy
@@ -192,12 +193,16 @@ class TorchrunRanksHooks:
     """Under ``torchrun`` every process runs the whole ``kedro run``, and the processes train
     ``train_cnn`` together; only rank 0 writes. The other ranks keep what they would save in
     memory (each persistent dataset of the run is wrapped; what exists is still read from
-    disk) and log warnings only. Outside torchrun this does nothing."""
+    disk), say so once, and log warnings only. Outside torchrun this does nothing (a ``RANK``
+    without a launcher is not a rank: :func:`simple_cnn.launcher.rank`)."""
 
     @hook_impl
     def before_pipeline_run(self, pipeline: Pipeline, catalog) -> None:
         if launcher.rank() == 0:
             return
+        logger.info("This process is rank %d of %s under torchrun: it saves nothing (rank 0 "
+                    "writes every output) and logs warnings only from here on.", launcher.rank(),
+                    os.environ.get("WORLD_SIZE"))
         for logger_name in ("kedro", "simple_cnn"):
             logging.getLogger(logger_name).setLevel(logging.WARNING)
         replacing = logging.getLogger("kedro.io.data_catalog")  # warns of each replaced dataset

@@ -7,8 +7,10 @@ import os
 
 
 def rank() -> int:
-    """The rank the launcher gave this process; 0 without one."""
-    return int(os.environ.get("RANK", 0))
+    """The rank a launcher gave this process; 0 without one. ``RANK`` alone is not a launcher:
+    a Kubernetes pod, a SLURM script or a Dask worker may export it for other reasons, and a
+    process that took it for its rank would save nothing."""
+    return int(os.environ.get("RANK", 0)) if under_torchrun() else 0
 
 
 def under_torchrun() -> bool:
