@@ -82,6 +82,23 @@ def test_save_is_atomic_and_makes_its_folder(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
 
 
+def test_a_crash_mid_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    """Atomic: the new checkpoint is written beside the old one, then moved over it."""
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"x": torch.ones(2)})
+
+    def crash(payload, target):
+        with open(target, "wb") as handle:
+            handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"x": torch.zeros(2)})
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
+
+
 def saved(tmp_path, **payload):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model_config": MODEL, "signature": signature(),

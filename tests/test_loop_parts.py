@@ -4,6 +4,7 @@ optimiser step, the NaN trap's details, evaluation, the history row, the best ep
 epoch that reads the device once per ``log_every`` steps."""
 
 import logging
+import contextlib
 import math
 import subprocess
 import sys
@@ -128,8 +129,9 @@ def test_the_nan_trap_reports_the_global_step_lr_and_the_lr_trace(tmp_path):
     x[0, 0, 0, 0] = math.inf  # finite weights: the first layer's output is where it shows
     error = _non_finite(run, epoch=3, step=1, lr=0.25, loss=torch.tensor(float("nan")), x=x, y=y)
     assert isinstance(error, NonFiniteLossError)
-    layer = first_non_finite_layer(run.model, x, y, run.loss_fn, run.autocast)
-    assert layer and error.details["layer"] == layer
+    layer = "activations of 0 (Conv2d)"  # the inf pixel shows first in the first conv's output
+    assert error.details["layer"] == layer == first_non_finite_layer(run.model, x, y, run.loss_fn,
+                                                                     run.autocast)
     assert str(error) == non_finite_message(math.nan, 3, 2, 4, 10, 0.25, layer, tmp_path / "last.pt", 2)
     assert error.details["step"] == 2 * 4 + 1 + 1 and error.details["epoch"] == 3
     assert error.details["lr"] == 0.25 and error.details["lr_per_step"] == [0.1] * 9 + [0.25]
@@ -571,3 +573,23 @@ def test_an_epoch_is_cut_into_intervals_at_the_kept_steps():
     assert _intervals(10, 4, []) == [(0, 4), (4, 8), (8, 10)]
     assert _intervals(10, 4, [2, 4, 10, 13, -1]) == [(0, 2), (2, 4), (4, 8), (8, 10)]
     assert _intervals(3, 50, [1]) == [(0, 1), (1, 3)]
+
+
+def test_the_first_non_finite_place_is_named_parameters_then_activations_then_gradients(monkeypatch):
+    model = tiny()
+    x, y = AUGMENT.prepare(images()), torch.tensor([0, 1, 2, 0, 1, 2])
+    loss_fn, autocast = nn.CrossEntropyLoss(), contextlib.nullcontext
+    assert first_non_finite_layer(model, x, y, loss_fn, autocast) == (
+        "no layer on a re-run of the batch (the failure did not repeat)")
+    bad = x.clone()
+    bad[:, :, 2, 2] = math.nan
+    assert first_non_finite_layer(model, bad, y, loss_fn, autocast) == "activations of 0 (Conv2d)"
+    with torch.no_grad():
+        model[5].weight[0, 0] = math.inf
+    assert first_non_finite_layer(model, x, y, loss_fn, autocast) == (
+        "parameters of 5 (5.weight) are already non-finite")
+    monkeypatch.setattr(_InfGradient, "calls", 0)
+    monkeypatch.setattr(_InfGradient, "on", (1,))
+    backwards = nn.Sequential(tiny(), nn.Identity())
+    backwards[1].forward = _InfGradient.apply  # finite forward, inf gradient backward
+    assert first_non_finite_layer(backwards, x, y, loss_fn, autocast) == "gradients of 1 (Identity)"
