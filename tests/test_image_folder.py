@@ -120,3 +120,32 @@ def test_skipped_files_are_logged_by_name(folder, caplog):
     assert "skipped 2 file(s)" in caplog.text
     assert "train/notes.txt (not under <split>/<class>/)" in caplog.text
     assert "train/cats/readme.md (not an image format Pillow reads)" in caplog.text
+
+
+def test_a_file_past_the_size_limit_is_refused_by_name_before_it_is_read(folder, tmp_path):
+    from simple_cnn.data.image_folder import Limits
+
+    big = _write(folder, "train", "cats", "huge.png", size=(300, 300))
+    big.write_bytes(big.read_bytes() + bytes(50_000))  # a PNG with trailing bytes
+    path = tmp_path / "images.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname="mydata")
+    for source in (folder, path):
+        with pytest.raises(DataError, match=r"train/cats/huge.png is \d+\.\d KiB, above the limit "
+                                            r"of 19\.5 KiB per image file.*max_file_mb"):
+            read_image_folder(source, limits=Limits(file_bytes=20_000))
+    with pytest.raises(DataError, match=r"the image files up to .* add up to more than .*max_total_mb"):
+        read_image_folder(folder, limits=Limits(total_bytes=30_000))
+
+
+def test_an_image_of_absurd_size_is_refused_by_name(folder):
+    from simple_cnn.data.image_folder import Limits
+
+    _write(folder, "train", "cats", "wide.png", size=(400, 300))
+    with pytest.raises(DataError, match=r"train/cats/wide.png is refused: 400 x 300 pixels, above "
+                                        r"the limit of 100,000 pixels"):
+        read_image_folder(folder, limits=Limits(image_pixels=100_000))
+    (folder / "train/cats/wide.png").unlink()
+    Image.new("1", (20_000, 10_000)).save(folder / "train/dogs/bomb.png")  # 200 MP: Pillow's bomb
+    with pytest.raises(DataError, match=r"train/dogs/bomb.png is refused: .*decompression bomb"):
+        read_image_folder(folder)

@@ -5,7 +5,9 @@ splits and an optional ``val`` split (used as the validation split when present)
 images may sit in sub-folders of its folder (``train/cat/indoor/1.png`` is a cat). Every format
 Pillow reads is read; every mode and bit depth is converted to 8-bit RGB by its range (16-bit
 gray is scaled, not clipped), then resized to a square ``image_size``. Files that are not
-read (not under ``<split>/<class>/``, or not an image format) are logged by name.
+read (not under ``<split>/<class>/``, or not an image format) are logged by name. Files are
+read and decoded one at a time, and a file, the whole read, or an image's pixel count past
+:class:`Limits` is refused by name: a crafted archive cannot exhaust the memory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import io
 import logging
 import tarfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,18 +33,38 @@ SPLITS = ("train", "val", "test")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-def _entries(path: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
-    """(relative path, bytes) of every file in a folder or a tar archive."""
+@dataclass(frozen=True)
+class Limits:
+    """What one read may take: the bytes of one file, of all files together, and the pixels of
+    one image (Pillow's own bomb check stops only at about 179 million). A file past a limit is
+    refused by name, before its bytes are read."""
+
+    file_bytes: int = 64 * 2**20
+    total_bytes: int = 16 * 2**30
+    image_pixels: int = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: PurePosixPath
+    size: int
+    read: Callable[[], bytes]
+
+
+def _entries(path: Path) -> Iterator[_Entry]:
+    """Every file of a folder or a tar archive, one at a time: its bytes are read on demand."""
     if path.is_dir():
         for file in sorted(path.rglob("*")):
             if file.is_file():
-                yield PurePosixPath(file.relative_to(path).as_posix()), file.read_bytes()
+                yield _Entry(PurePosixPath(file.relative_to(path).as_posix()), file.stat().st_size,
+                             file.read_bytes)
         return
     try:
         with tarfile.open(path) as tar:
-            for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            for member in tar:  # streamed: a .tar.gz is decompressed once, front to back
                 if member.isfile():
-                    yield PurePosixPath(member.name), tar.extractfile(member).read()
+                    yield _Entry(PurePosixPath(member.name), member.size,
+                                 lambda m=member: tar.extractfile(m).read())
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DataError(f"{path} is not a readable folder or .tar(.gz) archive ({error}).") from error
 
@@ -69,22 +92,73 @@ def _log_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
     logger.warning("%s: skipped %d file(s): %s%s.", path, len(skipped), shown, more)
 
 
-def _collect(path: Path) -> dict[str, list[tuple[str, PurePosixPath, bytes]]]:
-    """The image files of each split as (class, name, bytes); what is not read is logged."""
-    files: dict[str, list[tuple[str, PurePosixPath, bytes]]] = {split: [] for split in SPLITS}
+Files = dict[str, list[tuple[str, PurePosixPath, np.ndarray | None]]]
+
+
+def _collect(path: Path, image_size: int, limits: Limits) -> tuple[Files, list[str]]:
+    """Per split, each image file as (class, name, decoded pixels or None if unreadable), in
+    name order; what is not read is logged; the names of unreadable images."""
+    files: Files = {split: [] for split in SPLITS}
     skipped: list[tuple[str, str]] = []
-    for name, data in _entries(path):
-        parts = name.parts
+    unreadable: list[str] = []
+    total = 0
+    for entry in _entries(path):
+        parts = entry.name.parts
         # allow one wrapping top-level folder, as in most archives
         split_at = next((i for i, part in enumerate(parts) if part in SPLITS), None)
         if split_at is None or len(parts) - split_at < 3:
-            skipped.append((str(name), "not under <split>/<class>/"))
-        elif name.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append((str(name), "not an image format Pillow reads"))
-        else:
-            files[parts[split_at]].append((parts[split_at + 1], name, data))
+            skipped.append((str(entry.name), "not under <split>/<class>/"))
+            continue
+        if entry.name.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append((str(entry.name), "not an image format Pillow reads"))
+            continue
+        total += entry.size
+        _check_size(path, entry, total, limits)
+        pixels = _decode(path, entry, image_size, limits)
+        if pixels is None:
+            unreadable.append(str(entry.name))
+        files[parts[split_at]].append((parts[split_at + 1], entry.name, pixels))
     _log_skipped(path, skipped)
-    return files
+    return {split: sorted(items, key=lambda item: item[1]) for split, items in files.items()}, unreadable
+
+
+def _size(n: int) -> str:
+    return next(f"{n / 2**p:,.1f} {unit}" for p, unit in ((30, "GiB"), (20, "MiB"), (10, "KiB"), (0, "bytes"))
+                if n >= 2**p or p == 0)
+
+
+def _check_size(path: Path, entry: _Entry, total: int, limits: Limits) -> None:
+    if entry.size > limits.file_bytes:
+        raise DataError(
+            f"{path}: {entry.name} is {_size(entry.size)}, above the limit of "
+            f"{_size(limits.file_bytes)} per image file; remove it, or raise max_file_mb in the "
+            "catalog entry if it is meant to be there.")
+    if total > limits.total_bytes:
+        raise DataError(
+            f"{path}: the image files up to {entry.name} add up to more than "
+            f"{_size(limits.total_bytes)}, the limit for one read; raise max_total_mb in the "
+            "catalog entry if the folder is meant to be that large.")
+
+
+def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits) -> np.ndarray | None:
+    """The image resized to ``image_size`` (uint8 RGB), None if Pillow cannot read it; an
+    image of more pixels than ``limits.image_pixels`` is refused by name."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
+            with Image.open(io.BytesIO(entry.read())) as image:
+                width, height = image.size
+                if width * height > limits.image_pixels:
+                    raise Image.DecompressionBombError(f"{width} x {height} pixels")
+                rgb = to_rgb(image).resize((image_size, image_size), Image.Resampling.BILINEAR)
+                return np.asarray(rgb)
+    except Image.DecompressionBombError as error:
+        raise DataError(
+            f"{path}: {entry.name} is refused: {error}, above the limit of "
+            f"{limits.image_pixels:,} pixels per image (a decompression bomb, or an image far "
+            "larger than a classifier needs); remove it or shrink it.") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 def _check_classes(path: Path, files) -> list[str]:
@@ -104,22 +178,16 @@ def _check_classes(path: Path, files) -> list[str]:
     return class_names
 
 
-def _decode(files, index: dict[str, int], image_size: int, unreadable: list[str]):
+def _stacked(files, index: dict[str, int], image_size: int) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
-    labels = np.empty(len(files), dtype=np.int64)
-    for i, (cls, name, data) in enumerate(files):
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                rgb = to_rgb(image).resize((image_size, image_size), Image.Resampling.BILINEAR)
-                images[i] = np.asarray(rgb)
-        except (UnidentifiedImageError, OSError, ValueError):
-            unreadable.append(str(name))
-        labels[i] = index[cls]
-    return images, labels
+    for i, (_, _, pixels) in enumerate(files):
+        images[i] = pixels
+    return images, np.array([index[cls] for cls, _, _ in files], dtype=np.int64)
 
 
-def read_image_folder(path: str | Path, image_size: int = 32) -> RawImages:
-    """Read ``<split>/<class>/<image>`` images into uint8 arrays of shape (N, size, size, 3)."""
+def read_image_folder(path: str | Path, image_size: int = 32, limits: Limits = Limits()) -> RawImages:
+    """Read ``<split>/<class>/<image>`` images into uint8 arrays of shape (N, size, size, 3),
+    one file at a time (each decoded and resized as it is read), within ``limits``."""
     path = Path(path)
     if not path.exists():
         raise DataError(
@@ -127,17 +195,15 @@ def read_image_folder(path: str | Path, image_size: int = 32) -> RawImages:
             "test/<class>/<image> files, or point the catalog entry image_folder "
             "(conf/base/catalog_ingestion.yml) at your images."
         )
-    files = _collect(path)
+    files, unreadable = _collect(path, image_size, limits)
     class_names = _check_classes(path, files)
-    index = {name: i for i, name in enumerate(class_names)}
-    unreadable: list[str] = []
-    arrays = {split: _decode(files[split], index, image_size, unreadable)
-              for split in SPLITS if files[split]}
     if unreadable:
         shown = ", ".join(unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
         raise DataError(
             f"{path}: {len(unreadable)} image(s) cannot be read: {shown}. Remove or replace them."
         )
+    index = {name: i for i, name in enumerate(class_names)}
+    arrays = {split: _stacked(files[split], index, image_size) for split in SPLITS if files[split]}
     val = arrays.get("val", (None, None))
     return RawImages(*arrays["train"], *arrays["test"], class_names,
                      val_images=val[0], val_labels=val[1]).validate(str(path))
@@ -148,6 +214,7 @@ class ImageFolder:
     """Where the images live; nothing is read until :meth:`read`."""
 
     path: Path
+    limits: Limits = Limits()
 
     def read(self, image_size: int = 32) -> RawImages:
-        return read_image_folder(self.path, image_size)
+        return read_image_folder(self.path, image_size, self.limits)

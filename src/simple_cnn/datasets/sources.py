@@ -15,7 +15,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from simple_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL, Cifar10Archive
-from simple_cnn.data.image_folder import ImageFolder
+from simple_cnn.data.image_folder import ImageFolder, Limits
 
 
 class _LocationDataset(AbstractDataset):
@@ -56,15 +56,20 @@ class Cifar10ArchiveDataset(_LocationDataset):
 
 class ImageFolderDataset(_LocationDataset):
     """A folder or ``.tar(.gz)`` of ``<split>/<class>/<image>``; ``load()`` returns an
-    :class:`ImageFolder` whose ``read(image_size)`` decodes and resizes the images."""
+    :class:`ImageFolder` whose ``read(image_size)`` decodes and resizes the images.
+
+    ``max_file_mb`` and ``max_total_mb`` bound the bytes read per file and in all, and
+    ``max_image_pixels`` an image's size (a file past one is refused by name)."""
 
     _key = "path"
 
-    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, *, path: str, max_file_mb: float = 64, max_total_mb: float = 16384,
+                 max_image_pixels: int = 64 * 2**20, metadata: dict[str, Any] | None = None) -> None:
         super().__init__(location=path, metadata=metadata)
+        self._limits = Limits(int(max_file_mb * 2**20), int(max_total_mb * 2**20), max_image_pixels)
 
     def load(self) -> ImageFolder:
-        return ImageFolder(Path(self._path))
+        return ImageFolder(Path(self._path), self._limits)
 
 
 class CheckpointFileDataset(_LocationDataset):
