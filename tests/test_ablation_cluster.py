@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 
 from simple_cnn.errors import ClusterError
 from simple_cnn.pipelines.ablation.cluster import check_workers
@@ -150,10 +152,40 @@ class _Workers:
 
 
 def test_workers_that_cannot_see_the_data_folder_are_refused_by_address(project):
-    with pytest.raises(ClusterError, match=r"cannot see the project's data folder .*data: "
+    folder = str(project / "data" / "03_primary")
+    with pytest.raises(ClusterError, match=r"cannot see .*03_primary, where the runs read and write: "
                                            r"tcp://10\.0\.0\.2:4000\. Every worker must see it"):
-        check_workers(_Workers(), project)
-    assert not list((project / "data").glob(".dask-probe-*"))  # the probe is removed
+        check_workers(_Workers(), [folder])
+    assert not list((project / "data").rglob(".dask-probe-*"))  # the probe is removed
+
+
+class _SeeingWorkers(_Workers):
+    probes: list = []
+
+    def run(self, function, path):
+        self.probes.append(path)
+        return {"tcp://10.0.0.1:4000": function(path)}
+
+
+def test_the_probe_goes_where_the_catalog_puts_the_data_not_to_the_local_folder(project):
+    """The advice to point the catalog at a remote file system is followed, not refused."""
+    import fsspec
+
+    from simple_cnn.pipelines.ablation.cluster import probe_folders
+
+    (project / "conf/remote").mkdir()
+    (project / "conf/remote/catalog.yml").write_text(
+        "train_split:\n  type: simple_cnn.datasets.NumpyDataset\n"
+        "  filepath: memory:///bucket/primary/train_split.npz\n")
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="remote") as session:
+        folders = probe_folders(session, ["ablation.norm.a.seed_0"])
+    assert folders[0] == "memory:///bucket/primary"
+    assert folders[1:] == [str(project / "data/07_model_output/ablation")]
+    workers = _SeeingWorkers()
+    check_workers(workers, folders[:1])  # the worker reads the probe from memory://
+    assert workers.probes[0].startswith("memory:///bucket/primary/.dask-probe-")
+    assert not fsspec.filesystem("memory").glob("/bucket/primary/.dask-probe-*")
 
 
 def test_both_workers_and_scheduler_is_a_usage_error(project):

@@ -3,8 +3,8 @@ testing can afford them): the optimiser's groups, AMP names, inference, the RNG 
 optimiser step, the NaN trap's details, evaluation, the history row, the best epoch, and an
 epoch that reads the device once per ``log_every`` steps."""
 
-import logging
 import contextlib
+import logging
 import math
 import subprocess
 import sys

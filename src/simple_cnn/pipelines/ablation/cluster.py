@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.framework.session import KedroSession
@@ -89,7 +89,7 @@ def run_study(sessions: StudySessions, client_factory, echo=print) -> Outcome:
                        for worker in client.scheduler_info()["workers"]]
             ingest(session)
             check_runs(session, pending)
-            check_workers(client, sessions.project, warming)
+            check_workers(client, probe_folders(session, pending), warming)
             outcome = dispatch(client, sessions, pending, echo)
             echo(timing_line(outcome))
     if outcome.failed:
@@ -219,8 +219,9 @@ def remote_cluster(address: str) -> Iterator[Any]:
     except (OSError, TimeoutError, ValueError) as error:
         raise ClusterError(
             f"Cannot reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT_S} s "
-            f"({error}). Start one with `dask scheduler` and a worker on each machine with "
-            f"`dask worker HOST:8786`, or run a local cluster with --workers N.") from None
+            f"({error}). Start one with `dask scheduler --host <a private address>` (never on "
+            f"every interface: it runs any client's code) and a worker on each machine with "
+            f"`dask worker tcp://<address>:8786`, or run a local cluster with --workers N.") from None
     with client:
         try:
             client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
@@ -252,37 +253,68 @@ def local_shares(workers: int) -> tuple[int, int]:
     return max(1, share), torch.cuda.device_count()
 
 
-def check_workers(client, project: Path, warming: list | None = None) -> None:
+def probe_folders(session: KedroSession, namespaces: list[str]) -> list[str]:
+    """Where the runs' data really is, as fsspec URLs: the folders of the splits they read and
+    of the rows they write (a local path made absolute against the project; ``s3://...`` and
+    other file systems as the catalog names them)."""
+    catalog, project = session.load_context().catalog, Path(session._project_path)
+    names = ["train_split", *(f"{ns}.ablation_run" for ns in namespaces[:1])]
+    folders = []
+    for name in names:
+        dataset = catalog.get(name) if name in catalog else None
+        dataset = getattr(dataset, "wrapped", dataset)
+        path, protocol = getattr(dataset, "_filepath", None), getattr(dataset, "_protocol", None)
+        if path is None:
+            continue
+        folder = str(PurePosixPath(path).parent)
+        if protocol != "file":
+            folder = f"{protocol}://{folder}"
+        elif not Path(folder).is_absolute():
+            folder = str(project / folder)
+        if folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+def check_workers(client, folders: list[str], warming: list | None = None) -> None:
     """Refuse a cluster whose workers cannot import this project (``warming``: their imports,
-    started earlier) or cannot see its data folder at the same path (every run reads the
-    splits and writes its row there)."""
-    data = project / "data"
-    probe = data / f".dask-probe-{uuid.uuid4().hex}"
-    probe.write_text(probe.name)
+    started earlier) or cannot see where the runs read and write (``folders``, fsspec URLs:
+    a probe file is written to each and must be read back by every worker)."""
+    import fsspec
+
     try:
         client.gather(warming or [])
-        seen = client.run(read_probe, str(probe))
     except Exception as error:  # noqa: BLE001 - a worker's error, shown to the user
         raise ClusterError(
             f"The Dask workers cannot run this project's code ({type(error).__name__}: {error}). "
             f"Install the project on every worker machine (pip install -e <project>) "
             f"with the same versions as here.") from None
-    finally:
-        probe.unlink()
-    blind = sorted(worker for worker, text in seen.items() if text != probe.name)
-    if blind:
-        raise ClusterError(
-            f"These Dask workers cannot see the project's data folder {data}: {', '.join(blind)}. "
-            f"Every worker must see it at the same path: put the project on shared storage "
-            f"(NFS, a cluster file system) or point the catalog at a remote file system "
-            f"(fsspec paths such as s3://) in a conf env.")
+    for folder in folders:
+        probe = f"{folder.rstrip('/')}/.dask-probe-{uuid.uuid4().hex}"
+        fs, path = fsspec.core.url_to_fs(probe)
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        fs.pipe(path, probe.encode())
+        try:
+            seen = client.run(read_probe, probe)
+        finally:
+            fs.rm(path)
+        blind = sorted(worker for worker, text in seen.items() if text != probe)
+        if blind:
+            raise ClusterError(
+                f"These Dask workers cannot see {folder}, where the runs read and write: "
+                f"{', '.join(blind)}. Every worker must see it at the same path: put the project "
+                f"on shared storage (NFS, a cluster file system) or point the catalog at a "
+                f"file system every worker reaches (fsspec paths such as s3://) in a conf env.")
 
 
-def read_probe(path: str) -> str | None:
-    """On a worker: the probe file's text, or None if this worker cannot see it."""
+def read_probe(url: str) -> str | None:
+    """On a worker: the probe file's text (read through fsspec), or None if it cannot see it."""
+    import fsspec
+
     try:
-        return Path(path).read_text()
-    except OSError:
+        with fsspec.open(url, "rb") as handle:
+            return handle.read().decode()
+    except (OSError, ValueError):
         return None
 
 
