@@ -965,3 +965,94 @@ def test_describe_and_score_at_the_edges():
     assert score(row, "diverged", "0.5") == 0.0 and score(row, "test_accuracy", "0.5") == 0.4
     assert "with a 95% Student-t interval" in verdict_rule(ablation())
     assert "with a 90% Student-t interval" in verdict_rule(ablation(alpha=0.1))
+
+
+def test_fingerprints_ignore_key_order_and_see_every_row_and_setting():
+    from simple_cnn.ablation.rows import fingerprint
+    from simple_cnn.ablation.summary import summary_inputs
+
+    assert fingerprint({"a": 1, "b": {"c": 2, "d": 3}}) == fingerprint({"b": {"d": 3, "c": 2}, "a": 1})
+    assert len(fingerprint({"a": 1})) == 16 and fingerprint({"a": 1}) != fingerprint({"a": 2})
+    rows = [{"fingerprint": "x1"}, {"fingerprint": "x2"}]
+    base = summary_inputs(ablation(), rows)
+    assert len(base) == 16 and base == summary_inputs(ablation(), rows[::-1])  # order of rows: no
+    assert base != summary_inputs(ablation(), [{"fingerprint": "x1"}, {"fingerprint": "x3"}])
+    assert base != summary_inputs(ablation(alpha=0.1), rows)
+    assert summary_inputs(ablation(), [{}]) == summary_inputs(ablation(), [{"fingerprint": ""}])
+    assert summary_inputs(ablation(), [{}]) != summary_inputs(ablation(), [{"fingerprint": "x"}])
+    import hashlib
+
+    made_of = {"ablation": ablation().model_dump(mode="json"), "rows": ["x1", "x2"]}
+    assert base == hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_provenance_names_the_evaluation_settings():
+    from simple_cnn.ablation.rows import provenance
+
+    made = provenance(CnnParams(), ablation(val_images=10, report_images=20, test_images=30,
+                                            budget_points=[0.5, 1.0]), {"fingerprint": "s"})
+    assert made["evaluation"] == {"val_images": 10, "report_images": 20, "test_images": 30,
+                                  "budget_points": [0.5, 1.0]}
+    assert made["format"] == 2 and made["splits"] == "s"
+    assert json.loads(json.dumps(made)) == made  # plain JSON values: what a saved row reads back
+
+
+def test_paired_differences_sign_missing_seeds_left_out_pairs_and_the_point():
+    from simple_cnn.ablation.summary import paired_differences
+
+    def row(seed, value, at_half, diverged=False):
+        return {"seed": seed, "diverged": diverged, "chance": 0.1, "dead_unit_fraction": value,
+                "test_accuracy": value, "along_budget": {"0.5": {"test_accuracy": at_half}}}
+
+    better = [row(0, 0.1, 0.0), row(1, 0.2, 0.0), row(2, 0.3, 0.0), row(3, None, 0.0)]
+    than = [row(1, 0.5, 0.4), row(2, 0.25, 0.2), row(3, 0.6, 0.6)]  # no seed 0
+    pairs, left_out = paired_differences(better, than, "dead_unit_fraction")  # lower is better
+    assert [(p["seed"], round(p["difference"], 6)) for p in pairs] == [(1, 0.3), (2, -0.05)]
+    assert left_out == 1
+    two_missing = [*better, row(4, None, 0.0)]
+    assert paired_differences(two_missing, [*than, row(4, 0.1, 0.1)], "dead_unit_fraction")[1] == 2
+    at_half, _ = paired_differences(better, than, "test_accuracy", "0.5")
+    assert [(p["better"], p["than"]) for p in at_half] == [(0.0, 0.4), (0.0, 0.2), (0.0, 0.6)]
+
+
+def test_paired_test_of_one_or_no_difference_and_the_rule_at_its_boundaries():
+    from simple_cnn.ablation.summary import decide, paired_test
+
+    assert paired_test([0.3], 0.05) == {"n": 1, "mean": 0.3, "interval": None, "p": None}
+    assert paired_test([], 0.05) == {"n": 0, "mean": None, "interval": None, "p": None}
+    rule = ablation(alpha=0.05, min_difference=0.01)
+    test = {"n": 3, "mean": 0.01, "interval": [0.005, 0.015]}
+    assert decide(test, 0.05, rule, False)[0] == "inconclusive"  # p must be below alpha
+    verdict, reason = decide(test, 0.01, rule, False)
+    assert verdict == "supported"  # the mean at the minimum difference is enough
+    assert reason == ("mean difference +0.01 in the claimed direction, interval [+0.005, +0.015], "
+                      "adjusted p 0.01")
+    assert decide({"n": 3, "mean": 0.0, "interval": [0.0, 0.0]}, 0.01, rule, False)[0] != "contradicted"
+
+
+def test_the_summary_states_its_settings_and_each_regime():
+    rows = records_of([0.5, 0.52, 0.55], [0.59, 0.62, 0.66])
+    rows[0].update(converged=True, passes=4.0, steps=50)
+    rows.append(record("a", None, 3, diverged=True))
+    summary = summarise(rows, ablation(min_difference=0.02, budget_points=[0.5, 1.0]))
+    assert (summary["min_difference"], summary["budget_points"]) == (0.02, [0.5, 1.0])
+    from simple_cnn.ablation.summary import summary_inputs
+
+    assert summary["inputs"] == summary_inputs(ablation(min_difference=0.02, budget_points=[0.5, 1.0]), rows)
+    study = summary["studies"]["norm"]
+    assert study["regime"] == {"budget": {"unit": "steps", "length": 300, "patience": 0},
+                               "n_train": [100], "batch_size": [8], "passes": pytest.approx(2 + 2 / 6),
+                               "steps": pytest.approx(25 + 25 / 6), "converged": 1, "finished": 6,
+                               "runs": 7}
+    assert all("pairs" not in point for point in study["along_budget"])
+    assert study["variants"]["a"]["diverged"]["mean"] == 0.25  # the diverged run counts here
+    assert study["variants"]["a"]["test_accuracy"]["n"] == 3  # and not here
+
+
+def test_a_seed_at_the_top_of_the_range_is_allowed_and_the_message_names_the_range():
+    from simple_cnn.ablation.studies import _check_seeds
+    from simple_cnn.training.config import SEED_RANGE
+
+    assert _check_seeds([SEED_RANGE[0], SEED_RANGE[1]]) == [SEED_RANGE[0], SEED_RANGE[1]]
+    with pytest.raises(ValueError, match=rf"^every seed must be in {SEED_RANGE[0]}\.\.{SEED_RANGE[1]}$"):
+        _check_seeds([SEED_RANGE[1] + 1])
