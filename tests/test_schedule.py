@@ -68,7 +68,6 @@ def test_warmup_longer_than_training_is_refused():
     ({"seed": -1}, "cnn.training.seed=-1: must be greater than or equal to 0"),
     ({"seed": 2**32}, "cnn.training.seed=4294967296: must be less than or equal to 4294967295"),
     ({"momentum": 0}, "cnn.training.nesterov=True needs momentum > 0"),
-    ({"amp": "fp16"}, "cnn.training.amp='fp16': fp16 needs a CUDA GPU"),
     ({"lr_max": 1}, "cnn.training.lr_max is not a known key"),
     ({"optimizer": "adam"}, "optimizer='adam' .* sgd, adamw"),
     ({"scheduler": "onecycle"}, "scheduler='onecycle' .* cosine, linear, step, constant"),
@@ -83,3 +82,21 @@ def test_bad_training_params_are_named(params, message):
 def test_amp_off_as_yaml_reads_it(typed):
     """YAML 1.1 reads `amp: off` as False; the choice takes it back as the word."""
     assert CnnParams.model_validate({"training": {"amp": typed}}).training.amp == "off"
+
+
+def test_device_settings_validate_anywhere_and_are_checked_where_the_run_trains():
+    """A CPU login node may send fp16 or nccl runs to GPU workers: validation accepts them, and
+    the check runs where the training does (here, without CUDA, it refuses)."""
+    import torch
+
+    from simple_cnn.parameters import check_across_groups
+
+    for training in ({"amp": "fp16"}, {"distributed": {"backend": "nccl"}}):
+        params = CnnParams.model_validate({"training": training})  # no refusal at validation
+        if torch.cuda.is_available():
+            params.training.check_device()
+            continue
+        with pytest.raises(ConfigError, match=r"^cnn\.training\.(amp='fp16': fp16 needs a CUDA GPU|"
+                                              r"distributed\.backend='nccl': nccl needs CUDA GPUs)"):
+            check_across_groups({"cnn": params}, {"cnn"})
+        check_across_groups({"cnn": params}, {"ingestion"})  # a run that does not train: no check

@@ -153,7 +153,7 @@ def test_nan_trap_on_a_diverging_run(tmp_path):
 
 
 def test_fp16_on_cpu_is_refused_before_training(tmp_path):
-    with pytest.raises(ValidationError, match="fp16 needs a CUDA GPU"):
+    with pytest.raises(ConfigError, match="amp=fp16 needs a CUDA GPU \\(device is cpu\\)"):
         train(tmp_path, amp="fp16")
 
 

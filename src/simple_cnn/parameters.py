@@ -167,7 +167,9 @@ def image_side(ingestion: IngestionParams) -> int:
 def check_across_groups(params: dict, used: set[str]) -> None:
     """Rules between groups, for the groups a run uses (``used``: ``{"cnn", ...}``): HOG cells
     and blocks fit the images that ``ingestion`` makes; the first lesson's shifts are below half
-    their side; every ablation variant, merged into ``cnn``, is valid. Raises :class:`ConfigError`."""
+    their side; every ablation variant, merged into ``cnn``, is valid; and the training settings
+    fit this machine's devices (checked here, where the run trains, not at validation: see
+    ``TrainConfig.check_device``). Raises :class:`ConfigError`."""
     ingestion, hog_svm = params.get("ingestion"), params.get("hog_svm")
     if {"ingestion", "hog_svm"} <= used and isinstance(hog_svm, HogSvmParams):
         side = image_side(IngestionParams.model_validate(ingestion)
@@ -181,9 +183,12 @@ def check_across_groups(params: dict, used: set[str]) -> None:
             raise ConfigError(f"first_lesson.robustness.shift={lesson.robustness.shift}: a "
                               f"shift must be below half the image side ({side} pixels).")
     ablation, cnn = params.get("ablation"), params.get("cnn")
+    if "cnn" in used and isinstance(cnn, CnnParams):
+        cnn.training.check_device()
     if "ablation" in used and isinstance(ablation, AblationParams) and isinstance(cnn, CnnParams):
         for run in ablation.runs():  # every variant's overrides on the actual cnn parameters
-            run_parameters(cnn.model_dump(), ablation, run)
+            where = f"ablation.studies.{run.study}.variants.{run.variant}: cnn.training"
+            run_parameters(cnn.model_dump(), ablation, run).training.check_device(where)
 
 
 GROUPS: tuple[type[ParameterGroup], ...] = (IngestionParams, HogSvmParams, CnnParams, AblationParams,

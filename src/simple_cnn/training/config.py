@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from simple_cnn.errors import ConfigError
 from simple_cnn.params import Choice, Float, Int, Model, invalid
@@ -24,14 +24,6 @@ class DistributedConfig(Model):
 
     threads_per_process: Int | None = Field(None, ge=1)
     sync_batchnorm: bool = False
-
-    @field_validator("backend")
-    @classmethod
-    def _nccl_needs_cuda(cls, backend: str) -> str:
-        if backend == "nccl" and not torch.cuda.is_available():
-            raise ValueError("nccl needs CUDA GPUs (none is available); use auto (Gloo on CPU) "
-                             "or gloo")
-        return backend
 
 
 class TrainConfig(Model):
@@ -81,13 +73,23 @@ class TrainConfig(Model):
                           f"({self.epochs} epochs); shorten the warmup or train longer")
         return self
 
-    @field_validator("amp")
-    @classmethod
-    def _amp_fits_the_device(cls, amp: str) -> str:
-        if amp == "fp16" and not torch.cuda.is_available():
-            raise ValueError("fp16 needs a CUDA GPU (none is available): fp16 autocast with a "
-                             "GradScaler is a GPU feature; use amp: bf16, auto or off")
-        return amp
+    def check_device(self, prefix: str = PREFIX) -> None:
+        """Refuse settings this machine cannot train with (fp16, nccl without CUDA).
+
+        Not a validator: parameters are validated wherever a session starts, and a command
+        that sends the training elsewhere (``kedro ablation run --scheduler``, on a CPU login
+        node for GPU workers) must not be refused for the machine it was typed on. The checks
+        run before the first node where a run trains in its own process (``ParameterChecksHooks``),
+        and again where the device is chosen (``resolve_amp``, ``backend_for``)."""
+        if torch.cuda.is_available():
+            return
+        if self.amp == "fp16":
+            raise ConfigError(f"{prefix}.amp='fp16': fp16 needs a CUDA GPU (none is available): "
+                              "fp16 autocast with a GradScaler is a GPU feature; use amp: bf16, "
+                              "auto or off")
+        if self.distributed.backend == "nccl":
+            raise ConfigError(f"{prefix}.distributed.backend='nccl': nccl needs CUDA GPUs (none is "
+                              "available); use auto (Gloo on CPU) or gloo")
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Full batches per epoch (the last, partial batch is dropped: BatchNorm needs > 1 image)."""
