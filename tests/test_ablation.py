@@ -571,7 +571,7 @@ def tiny_run():
     row's inputs: labels made so that the model is right on the selection images and the
     training part, and wrong on the reported ones."""
     from simple_cnn.ablation.parts import shuffled_part
-    from simple_cnn.inference import inference, model_config
+    from simple_cnn.inference import describe_model, inference, model_config, normaliser
     from simple_cnn.models import SimpleCNN
 
     rng = np.random.default_rng(0)
@@ -583,11 +583,13 @@ def tiny_run():
     summary = {"class_names": names, "image_shape": [8, 8, 3], "train_pixel_mean": [0.5] * 3,
                "train_pixel_std": [0.25] * 3, "fingerprint": "splits"}
     torch.manual_seed(0)
-    model = SimpleCNN(model_config(params, summary))
+    config = model_config(params, summary)
+    model = SimpleCNN(config)
     with torch.no_grad():
         model.head[1].bias[:4] = -1e4  # 4 of the head's 8 hidden units never fire
     state = model.state_dict()
-    clean = inference({"state_dict": state, "training": {}}, summary, params)
+    described = {"training": {}, **describe_model(config, names, normaliser(params, summary, config))}
+    clean = inference({"state_dict": state, **described}, "cpu")
 
     def split(n):
         images = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
@@ -603,7 +605,7 @@ def tiny_run():
     history = {"kept_steps": {0.5: 5, 1.0: 10}, "lr_per_step": [0.1] * 10, "train_seconds": 2.0,
                "best_epoch": 1, "epoch": [1], "stopped_early": False, "skipped_steps": [0],
                "device": "cpu", "amp": "off", "augmentation": "standard"}
-    outcome = {"model": {"state_dict": state, "training": {}, "kept": {0.5: state, 1.0: state}},
+    outcome = {"model": {"state_dict": state, **described, "kept": {0.5: state, 1.0: state}},
                "history": history, "divergence": None}
     assert shuffled_part(val, 10)["labels"].tolist() == \
         clean.logits(shuffled_part(val, 10)["images"], 64).argmax(1).tolist()

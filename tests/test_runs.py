@@ -11,9 +11,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from simple_cnn.datasets import NumpyDataset, TorchStateDictDataset
-from simple_cnn.parameters import CnnParams
 from simple_cnn.pipelines.cnn.nodes import record_cnn_activation_stats
-from tests.conftest import kedro, typed_params
+from tests.conftest import kedro
 
 
 def versions(project: Path, relative: str) -> list[str]:
@@ -54,13 +53,11 @@ def test_two_runs_at_once_keep_their_own_versions_and_checkpoint(smoke_copy):
     run_a = versions(smoke_copy, "data/06_models/cnn_model.pt")[-1]
     assert val_versions[1] == run_a  # B's split is the newest
     model = load(smoke_copy, "data/06_models/cnn_model.pt", run_a)
-    summary = load(smoke_copy, "data/03_primary/dataset_summary.json", run_a)
-    params = typed_params(CnnParams)
     saved = load(smoke_copy, "data/08_reporting/cnn_activation_stats.json", run_a)
 
     def stats(version):
         split = load(smoke_copy, "data/03_primary/val_split.npz", version)
-        return json.loads(json.dumps(record_cnn_activation_stats(model, split, summary, params)))
+        return json.loads(json.dumps(record_cnn_activation_stats(model, split)))
     assert saved == stats(run_a)
     assert saved != stats(val_versions[2])  # without pinning, A would have read B's split
 

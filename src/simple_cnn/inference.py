@@ -7,12 +7,14 @@ saved ``cnn_model`` through :func:`inference`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from simple_cnn.augment import BatchAugment, resolve_preset
+from simple_cnn.data.image_folder import read_images
 from simple_cnn.data.raw import GRAY_WEIGHTS, to_grayscale
 from simple_cnn.errors import ConfigError
 from simple_cnn.models import ModelConfig, SimpleCNN
@@ -49,6 +51,30 @@ def batch_augment(params: CnnParams, summary: dict[str, Any], config: ModelConfi
     return BatchAugment(preset, mean.tolist(), std.tolist(), config.num_classes)
 
 
+MODEL_FORMAT = 2
+"""A saved ``cnn_model`` of this format describes itself: its configuration, classes, input
+and normalisation are stored beside the weights."""
+
+
+def describe_model(config: ModelConfig, class_names: list[str], normalise: BatchAugment) -> dict[str, Any]:
+    """What a saved model needs to be used without the parameters or data that trained it."""
+    return {"format": MODEL_FORMAT, "model_config": config.model_dump(mode="json"),
+            "class_names": list(class_names),
+            "input": {"image_size": config.image_size, "channels": config.in_channels},
+            "normalisation": {"mean": [float(m) for m in normalise.normalize.mean],
+                              "std": [float(s) for s in normalise.normalize.std]}}
+
+
+def saved_config(cnn_model: dict[str, Any]) -> ModelConfig:
+    """The configuration a saved model was trained with; a clear error for an older file."""
+    if cnn_model.get("format") != MODEL_FORMAT or "state_dict" not in cnn_model:
+        raise ConfigError(
+            "This cnn_model version was saved by an older Simple CNN, without the description "
+            "of the model it holds (configuration, classes, normalisation); re-run train_cnn "
+            "(kedro run --from-nodes train_cnn).")
+    return ModelConfig.model_validate(cnn_model["model_config"])
+
+
 @dataclass
 class Inference:
     """A trained model ready to predict, with what its training used: the image conversion,
@@ -59,6 +85,7 @@ class Inference:
     augment: BatchAugment
     device: torch.device
     autocast: Any
+    class_names: list[str]
 
     def images(self, images: np.ndarray) -> torch.Tensor:
         """RGB uint8 (N, H, W, 3) NumPy -> the model's uint8 (N, C, H, W) on its device."""
@@ -72,16 +99,50 @@ class Inference:
         return predict_logits(self.model, self.images(images), self.augment, self.autocast,
                               batch_size, flip_tta=flip_tta)
 
+    def probabilities(self, images: np.ndarray, batch_size: int = 1024,
+                      flip_tta: bool = False) -> np.ndarray:
+        """float32 (N, classes) softmax probabilities of uint8 RGB (N, H, W, 3) images of the
+        model's size."""
+        if images.ndim != 4 or images.shape[1:] != (self.config.image_size, self.config.image_size, 3):
+            raise ValueError(f"expected uint8 RGB images of shape (N, {self.config.image_size}, "
+                             f"{self.config.image_size}, 3), got {images.shape}; files of any size "
+                             "go through predict_files")
+        return torch.softmax(self.logits(images, batch_size, flip_tta).float(), 1).cpu().numpy()
 
-def inference(cnn_model: dict[str, Any], dataset_summary: dict[str, Any], params: CnnParams,
-              device: str | None = None) -> Inference:
-    """Load ``cnn_model`` for prediction on ``device`` (default: the training device)."""
-    config = model_config(params, dataset_summary)
-    device_ = torch.device(device) if device else resolve_device(params.training.device)
-    autocast = (autocast_factory(device_, resolve_amp(params.training.amp, device_))
-                if device is None else autocast_factory(device_, None))
+    def predict(self, images: np.ndarray, k: int = 3, batch_size: int = 1024,
+                flip_tta: bool = False) -> list[list[tuple[str, float]]]:
+        """Per image, the ``k`` likeliest classes with their probabilities, likeliest first."""
+        probabilities = self.probabilities(images, batch_size, flip_tta)
+        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [[(self.class_names[c], float(row[c])) for c in picks]
+                for row, picks in zip(probabilities, top)]
+
+    def predict_files(self, source: str | Path, k: int = 3, batch_size: int = 1024,
+                      flip_tta: bool = False) -> tuple[dict[str, list[tuple[str, float]]], list]:
+        """Every image under a folder or ``.tar(.gz)`` (any format and size Pillow reads,
+        shorter side to the model's size then a centre crop): ``{file: top-k}``, and the files
+        not read with why."""
+        names, images, skipped = read_images(source, self.config.image_size)
+        return dict(zip(names, self.predict(images, k, batch_size, flip_tta))), skipped
+
+
+def load(path: str | Path, device: str = "auto") -> Inference:
+    """A saved ``cnn_model`` file (``data/06_models/cnn_model.pt/<version>/cnn_model.pt``),
+    ready to predict: ``load(path).predict_files("my_photos/")``."""
+    return inference(torch.load(path, map_location="cpu", weights_only=True), device)
+
+
+def inference(cnn_model: dict[str, Any], device: str = "auto", amp: str = "off") -> Inference:
+    """Load a saved ``cnn_model`` for prediction on ``device`` (``cnn.training.device``'s
+    choices), with autocast ``amp`` (``cnn.training.amp``'s). Needs nothing but the model: its
+    configuration, classes and normalisation are saved with the weights."""
+    config = saved_config(cnn_model)
+    device_ = resolve_device(device)
+    autocast = autocast_factory(device_, resolve_amp(amp, device_))
     model = load_model(cnn_model, config).to(device_).to(memory_format=torch.channels_last)
-    return Inference(model, config, normaliser(params, dataset_summary, config), device_, autocast)
+    norm = cnn_model["normalisation"]
+    augment = BatchAugment("none", norm["mean"], norm["std"], config.num_classes)
+    return Inference(model, config, augment, device_, autocast, list(cnn_model["class_names"]))
 
 
 def normaliser(params: CnnParams, summary: dict[str, Any], config: ModelConfig) -> BatchAugment:
@@ -92,17 +153,11 @@ def normaliser(params: CnnParams, summary: dict[str, Any], config: ModelConfig) 
 
 def load_model(cnn_model: dict[str, Any], config: ModelConfig) -> SimpleCNN:
     """The saved weights in a model of ``config``, in eval mode; a clear error if they do not fit."""
-    if "state_dict" not in cnn_model:
-        raise ConfigError(
-            "This cnn_model version was saved by an older Simple CNN, without the details of "
-            "its training run; re-run train_cnn (kedro run --from-nodes train_cnn)."
-        )
     model = SimpleCNN(config)
     try:
         model.load_state_dict(cnn_model["state_dict"])
     except RuntimeError as error:
         raise ConfigError(
-            "The saved cnn_model does not fit cnn.model's current shape; re-run train_cnn, or "
-            f"load the matching version with --load-versions. ({error})"
-        ) from error
+            f"The saved cnn_model's weights do not fit its own configuration ({error}); the "
+            "file is damaged: re-run train_cnn.") from error
     return model.eval()

@@ -159,6 +159,19 @@ class FirstLessonParams(ParameterGroup):
         return self
 
 
+# ------------------------------------------------------------------------------------ predict
+class PredictParams(ParameterGroup):
+    """``predict``: where the images to classify are, and what to report of each."""
+
+    key = "predict"
+
+    source: str = Field("data/01_raw/predict", min_length=1)
+    top_k: Int = Field(3, ge=1, le=10)
+    batch_size: Int = Field(256, ge=1)
+    flip_tta: bool = False
+    contact_sheet_images: Int = Field(48, ge=1, le=400)
+
+
 def image_side(ingestion: IngestionParams) -> int:
     """The side of the square images that ``ingestion`` will produce."""
     return 32 if ingestion.source == "cifar10" else ingestion.image_size
@@ -192,7 +205,7 @@ def check_across_groups(params: dict, used: set[str]) -> None:
 
 
 GROUPS: tuple[type[ParameterGroup], ...] = (IngestionParams, HogSvmParams, CnnParams, AblationParams,
-                                            FirstLessonParams)
+                                            FirstLessonParams, PredictParams)
 SCHEMA_FOLDER = Path("docs/schemas")
 
 

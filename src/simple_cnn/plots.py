@@ -174,6 +174,20 @@ def misclassified(
     return fig
 
 
+def contact_sheet(images: np.ndarray, captions: Sequence[str], title: str, cols: int = 8) -> Figure:
+    """Images in a grid, each captioned (e.g. its file and predicted class)."""
+    rows = max(1, int(np.ceil(len(images) / cols)))
+    fig = Figure(figsize=(cols * 1.5, rows * 1.75), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, image, caption in zip(axes.flat, images, captions):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=6)
+    fig.suptitle(title)
+    return fig
+
+
 def augmentation_preview(originals: np.ndarray, views: list[np.ndarray], preset: str) -> Figure:
     """Each row: an original image, then augmented views of it (all uint8 HWC, 0-255)."""
     n, n_views = len(originals), len(views)

@@ -140,9 +140,26 @@ def _check_size(path: Path, entry: _Entry, total: int, limits: Limits) -> None:
             "catalog entry if the folder is meant to be that large.")
 
 
-def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits) -> np.ndarray | None:
-    """The image resized to ``image_size`` (uint8 RGB), None if Pillow cannot read it; an
-    image of more pixels than ``limits.image_pixels`` is refused by name."""
+def fit_to_square(image: Image.Image, size: int) -> Image.Image:
+    """The prediction-time resize rule: the shorter side to ``size`` (bilinear, antialiased),
+    then the centre ``size`` x ``size`` crop, so no image is squashed."""
+    width, height = image.size
+    scale = size / min(width, height)
+    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))),
+                           Image.Resampling.BILINEAR)
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    return resized.crop((left, top, left + size, top + size))
+
+
+def squash_to_square(image: Image.Image, size: int) -> Image.Image:
+    """The training-time rule of an image folder: the whole image resized to ``size`` x ``size``."""
+    return image.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits,
+            resize=squash_to_square) -> np.ndarray | None:
+    """The image resized to ``image_size`` by ``resize`` (uint8 RGB), None if Pillow cannot read
+    it; an image of more pixels than ``limits.image_pixels`` is refused by name."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
@@ -150,8 +167,7 @@ def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits) -> np.nd
                 width, height = image.size
                 if width * height > limits.image_pixels:
                     raise Image.DecompressionBombError(f"{width} x {height} pixels")
-                rgb = to_rgb(image).resize((image_size, image_size), Image.Resampling.BILINEAR)
-                return np.asarray(rgb)
+                return np.asarray(resize(to_rgb(image), image_size))
     except Image.DecompressionBombError as error:
         raise DataError(
             f"{path}: {entry.name} is refused: {error}, above the limit of "
@@ -218,3 +234,44 @@ class ImageFolder:
 
     def read(self, image_size: int = 32) -> RawImages:
         return read_image_folder(self.path, image_size, self.limits)
+
+
+def read_images(path: str | Path, image_size: int, limits: Limits = Limits()
+                ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """Every image under a folder or ``.tar(.gz)`` (sub-folders included), for prediction:
+    the names, uint8 (N, size, size, 3) images by :func:`fit_to_square`, and the files not
+    read with why (not an image format, or unreadable). Refuses a missing or empty source."""
+    path = Path(path)
+    where = (f"Put the images to classify in {path} (a folder, sub-folders included, or a "
+             f".tar(.gz)), or name another place with --params predict.source=PATH.")
+    if not path.exists():
+        raise DataError(f"{path} does not exist. {where}")
+    names, images, skipped, total = [], [], [], 0
+    for entry in _entries(path):
+        if entry.name.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append((str(entry.name), "not an image format Pillow reads"))
+            continue
+        total += entry.size
+        _check_size(path, entry, total, limits)
+        pixels = _decode(path, entry, image_size, limits, fit_to_square)
+        if pixels is None:
+            skipped.append((str(entry.name), "cannot be read as an image"))
+        else:
+            names.append(str(entry.name))
+            images.append(pixels)
+    if not names:
+        found = f" ({len(skipped)} file(s), none an image Pillow reads)" if skipped else ""
+        raise DataError(f"{path} holds no images to classify{found}. {where}")
+    order = np.argsort(names)
+    return ([names[i] for i in order], np.stack(images)[order], sorted(skipped))
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """Images to classify, wherever they are; nothing is read until :meth:`read`."""
+
+    path: Path
+    limits: Limits = Limits()
+
+    def read(self, image_size: int) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+        return read_images(self.path, image_size, self.limits)

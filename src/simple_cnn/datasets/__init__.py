@@ -5,6 +5,7 @@ from simple_cnn.datasets.numpy_dataset import NumpyDataset
 from simple_cnn.datasets.sources import (
     CheckpointFileDataset,
     Cifar10ArchiveDataset,
+    ImageFilesDataset,
     ImageFolderDataset,
     NewestJSONDataset,
     NewestVersionDataset,
@@ -13,5 +14,5 @@ from simple_cnn.datasets.torch_model_dataset import TorchStateDictDataset
 
 __all__ = [
     "AtomicJSONDataset", "CheckpointFileDataset",
-    "Cifar10ArchiveDataset", "ImageFolderDataset", "NewestJSONDataset", "NewestVersionDataset", "NumpyDataset",
+    "Cifar10ArchiveDataset", "ImageFilesDataset", "ImageFolderDataset", "NewestJSONDataset", "NewestVersionDataset", "NumpyDataset",
     "TorchStateDictDataset"]

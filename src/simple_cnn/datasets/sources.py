@@ -15,7 +15,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from simple_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL, Cifar10Archive
-from simple_cnn.data.image_folder import ImageFolder, Limits
+from simple_cnn.data.image_folder import ImageFiles, ImageFolder, Limits
 
 
 class _LocationDataset(AbstractDataset):
@@ -70,6 +70,23 @@ class ImageFolderDataset(_LocationDataset):
 
     def load(self) -> ImageFolder:
         return ImageFolder(Path(self._path), self._limits)
+
+
+class ImageFilesDataset(_LocationDataset):
+    """Images to classify: a folder (sub-folders included) or a ``.tar(.gz)`` of image files
+    of any format and size Pillow reads. ``load()`` returns a :class:`ImageFiles` handle whose
+    ``read(image_size)`` decodes them (``simple_cnn.data.image_folder.read_images``), within
+    the same limits as :class:`ImageFolderDataset`."""
+
+    _key = "path"
+
+    def __init__(self, *, path: str, max_file_mb: float = 64, max_total_mb: float = 16384,
+                 max_image_pixels: int = 64 * 2**20, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(location=path, metadata=metadata)
+        self._limits = Limits(int(max_file_mb * 2**20), int(max_total_mb * 2**20), max_image_pixels)
+
+    def load(self) -> ImageFiles:
+        return ImageFiles(Path(self._path), self._limits)
 
 
 class CheckpointFileDataset(_LocationDataset):

@@ -13,7 +13,14 @@ from matplotlib.figure import Figure
 
 from simple_cnn import plots
 from simple_cnn.data.raw import stratified_subset
-from simple_cnn.inference import batch_augment, inference, model_config, model_images
+from simple_cnn.inference import (
+    batch_augment,
+    describe_model,
+    inference,
+    model_config,
+    model_images,
+    normaliser,
+)
 from simple_cnn.metrics import classification_metrics
 from simple_cnn.models import SimpleCNN
 from simple_cnn.parameters import CnnParams
@@ -66,7 +73,9 @@ def train_cnn(
     else:
         logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
                     history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
-    model_dict = {"state_dict": result.best_state, "training": _run_details(history)}
+    model_dict = {"state_dict": result.best_state, "training": _run_details(history),
+                  **describe_model(config, dataset_summary["class_names"],
+                                   normaliser(params, dataset_summary, config))}
     if keep_at:
         model_dict["kept"] = {fraction: result.kept[step] for fraction, step in steps.items()}
         history["kept_steps"] = steps
@@ -109,20 +118,18 @@ def summarise_cnn(dataset_summary: dict[str, Any], params: CnnParams) -> str:
 
 
 def evaluate_cnn(
-    cnn_model: dict[str, Any],
-    test_split: Split,
-    dataset_summary: dict[str, Any],
-    params: CnnParams,
+    cnn_model: dict[str, Any], test_split: Split, params: CnnParams,
 ) -> tuple[Split, dict[str, Any]]:
-    """Test predictions (optionally averaged with the mirrored image) and metrics."""
+    """Test predictions (optionally averaged with the mirrored image) and metrics, of the model
+    as it was saved (its own configuration, whatever ``cnn.model`` says today)."""
     flip_tta, batch_size = params.evaluation.flip_tta, params.evaluation.batch_size
-    run = inference(cnn_model, dataset_summary, params)
+    run = inference(cnn_model, params.training.device, params.training.amp)
     started = time.perf_counter()
     logits = run.logits(test_split["images"], batch_size, flip_tta=flip_tta)
     probabilities = torch.softmax(logits, dim=1).cpu().numpy()
     predict_seconds = time.perf_counter() - started
     predictions = probabilities.argmax(1)
-    metrics = classification_metrics(test_split["labels"], predictions, dataset_summary["class_names"])
+    metrics = classification_metrics(test_split["labels"], predictions, run.class_names)
     metrics.update(
         model="SimpleCNN",
         **cnn_model["training"],
@@ -134,12 +141,9 @@ def evaluate_cnn(
     return {"predictions": predictions, "probabilities": probabilities.astype(np.float32)}, metrics
 
 
-def record_cnn_activation_stats(
-    cnn_model: dict[str, Any], val_split: Split, dataset_summary: dict[str, Any],
-    params: CnnParams,
-) -> dict[str, Any]:
+def record_cnn_activation_stats(cnn_model: dict[str, Any], val_split: Split) -> dict[str, Any]:
     """Per-layer activation statistics for one validation batch (spot dead ReLUs, blow-ups)."""
-    run = inference(cnn_model, dataset_summary, params, device="cpu")
+    run = inference(cnn_model, "cpu")
     return activation_stats(run.model, run.prepared(val_split["images"][:256]))
 
 
@@ -164,12 +168,9 @@ def plot_activation_functions(params: CnnParams) -> Figure:
     return plots.activation_curves(params.model.negative_slope)
 
 
-def plot_cnn_feature_maps(
-    cnn_model: dict[str, Any], test_split: Split, dataset_summary: dict[str, Any],
-    params: CnnParams,
-) -> Figure:
+def plot_cnn_feature_maps(cnn_model: dict[str, Any], test_split: Split, params: CnnParams) -> Figure:
     """Feature maps of ``cnn.plots.feature_map_layer`` for a few test images."""
-    run = inference(cnn_model, dataset_summary, params, device="cpu")
+    run = inference(cnn_model, "cpu")
     layer, n_images = params.plots.feature_map_layer, params.plots.n_feature_map_images
     images = test_split["images"][:n_images]
     captured = {}

@@ -58,12 +58,11 @@ def predict_svm_under_transforms(
 
 
 def predict_cnn_under_transforms(
-    cnn_model: dict[str, Any], test_split: Split, dataset_summary: dict[str, Any],
-    cnn_params: CnnParams, params: FirstLessonParams,
+    cnn_model: dict[str, Any], test_split: Split, cnn_params: CnnParams, params: FirstLessonParams,
 ) -> Split:
     """The saved CNN's predicted classes on every transformed copy of the measured test images
     (``cnn.evaluation.flip_tta`` as in its evaluation)."""
-    run = inference(cnn_model, dataset_summary, cnn_params)
+    run = inference(cnn_model, cnn_params.training.device, cnn_params.training.amp)
     keep = _measured(test_split, params)
 
     def predict(images: np.ndarray) -> np.ndarray:

@@ -1,0 +1,46 @@
+"""Nodes of the predict pipeline."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from simple_cnn import plots
+from simple_cnn.data.image_folder import ImageFiles
+from simple_cnn.inference import inference
+from simple_cnn.parameters import PredictParams
+
+logger = logging.getLogger(__name__)
+
+
+def classify_images(cnn_model: dict[str, Any], predict_images: ImageFiles,
+                    params: PredictParams) -> tuple[pd.DataFrame, list[dict[str, str]], Figure]:
+    """Every image's top-k classes and probabilities, with the model's version (a table a
+    spreadsheet opens); the files not classified, with why; a contact sheet of the first
+    images with their predicted class."""
+    run = inference(cnn_model)
+    names, images, skipped = predict_images.read(run.config.image_size)
+    if skipped:
+        shown = "; ".join(f"{name} ({why})" for name, why in skipped[:10])
+        logger.warning("%d file(s) not classified: %s%s", len(skipped), shown,
+                       " ..." if len(skipped) > 10 else "")
+    top = run.predict(images, params.top_k, params.batch_size, params.flip_tta)
+    version = cnn_model.get("version")
+    rows = []
+    for name, picks in zip(names, top):
+        row = {"file": name, "predicted_class": picks[0][0], "probability": round(picks[0][1], 6)}
+        for rank, (cls, p) in enumerate(picks, start=1):
+            row[f"top{rank}_class"], row[f"top{rank}_probability"] = cls, round(p, 6)
+        rows.append({**row, "model_version": version})
+    logger.info("Classified %d image(s) from %s with cnn_model %s.", len(rows), params.source,
+                version or "(unversioned)")
+    shown = params.contact_sheet_images
+    sheet = plots.contact_sheet(
+        images[:shown], [f"{n.rsplit('/', 1)[-1][:18]}\n{p[0][0]} {p[0][1]:.0%}"
+                         for n, p in zip(names[:shown], top[:shown])],
+        f"{len(rows)} image(s) classified by cnn_model {version or ''}".strip())
+    unread = [{"file": name, "why": why} for name, why in skipped]
+    return pd.DataFrame(rows), unread, sheet
