@@ -191,3 +191,15 @@ def test_the_probe_goes_where_the_catalog_puts_the_data_not_to_the_local_folder(
 def test_both_workers_and_scheduler_is_a_usage_error(project):
     result = project_command(project, "ablation", "run", "--workers", "2", "--scheduler", "tcp://x:1")
     assert result.exit_code == 2 and "Give --workers (a local cluster) or --scheduler" in result.output
+
+
+def test_a_run_that_would_start_ddp_processes_is_refused_before_the_study_starts():
+    from simple_cnn.parameters import CnnParams
+    from simple_cnn.pipelines.ablation.cluster import refuse_ddp
+
+    ddp = CnnParams.model_validate({"training": {"distributed": {"nproc_per_node": 2}}})
+    with pytest.raises(ClusterError, match=r"^ablation\.norm\.a\.seed_0 trains on 2 processes "
+                                           r"\(cnn\.training\.distributed\.nproc_per_node=2\), which a "
+                                           r"Dask task cannot start: .*daemonic.*set nproc_per_node: 1"):
+        refuse_ddp("ablation.norm.a.seed_0", ddp)
+    refuse_ddp("ablation.norm.a.seed_0", CnnParams())  # one process: fine

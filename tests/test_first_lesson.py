@@ -224,6 +224,10 @@ def test_the_parameters_are_checked_with_the_full_key():
     with pytest.raises(ConfigError, match=r"shift=\[1, 16\].*half the image side \(32"):
         check_across_groups({"ingestion": {"source": "cifar10"}, "first_lesson": FirstLessonParams(
             robustness={"shift": [1, 16]})}, {"first_lesson"})
+    with pytest.raises(ConfigError, match=r"sizes=\[100, 200, 400\]: kernel_approx fits a PCA of "
+                                          r"hog_svm.kernel_approx.pca_components=256 components"):
+        check_across_groups({"hog_svm": HogSvmParams(), "first_lesson": FirstLessonParams(
+            svm_cost={"sizes": [100, 200, 400]})}, {"first_lesson"})
 
 
 # --------------------------------------------------------------- in the pipeline and reports

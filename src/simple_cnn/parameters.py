@@ -195,6 +195,13 @@ def check_across_groups(params: dict, used: set[str]) -> None:
         if max(lesson.robustness.shift) >= side / 2:
             raise ConfigError(f"first_lesson.robustness.shift={lesson.robustness.shift}: a "
                               f"shift must be below half the image side ({side} pixels).")
+    if "first_lesson" in used and isinstance(lesson, FirstLessonParams) and isinstance(hog_svm, HogSvmParams):
+        pca = hog_svm.kernel_approx.pca_components
+        if "kernel_approx" in lesson.svm_cost.classifiers and pca and min(lesson.svm_cost.sizes) < pca:
+            raise ConfigError(
+                f"first_lesson.svm_cost.sizes={lesson.svm_cost.sizes}: kernel_approx fits a PCA of "
+                f"hog_svm.kernel_approx.pca_components={pca} components, which needs at least "
+                f"{pca} training rows; start the sizes at {pca} or more.")
     ablation, cnn = params.get("ablation"), params.get("cnn")
     if "cnn" in used and isinstance(cnn, CnnParams):
         cnn.training.check_device()

@@ -31,7 +31,7 @@ class SvmCostParams(Model):
     """``first_lesson.svm_cost``: the training-set sizes, the classifiers timed, the rows each
     fitted model predicts, and how many times each fit is repeated."""
 
-    sizes: list[Annotated[Int, Field(ge=20)]] = [250, 400, 630, 1000, 1600]
+    sizes: list[Annotated[Int, Field(ge=20)]] = [300, 450, 700, 1100, 1700]
     classifiers: list[ClassifierName] = ["rbf_svc", "linear_svc", "kernel_approx"]
     predict_rows: Int = Field(1000, ge=1)
     repeats: Int = Field(1, ge=1, le=10)

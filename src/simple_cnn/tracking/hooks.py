@@ -166,10 +166,22 @@ class RunRecordHooks:
         self._record(run_params["run_id"], pipeline, catalog)
 
     def _record(self, version: str, pipeline: Pipeline, catalog) -> None:
+        """Log what the run saved. Its files are saved by then: a tracking failure (a store
+        locked by other writers, a server gone) is a warning naming what was not logged, never
+        a failed run."""
         run_id, self._run_id = self._run_id, None
         if run_id is None:
             return
-        client = MlflowClient()
+        try:
+            self._log_outputs(MlflowClient(), run_id, version, pipeline, catalog)
+        except (MlflowException, OSError) as error:
+            logger.warning(
+                "Tracking failed after the run's outputs were saved (Kedro version %s, MLflow "
+                "run %s): %s. The saved files are complete; only their MLflow record is missing "
+                "or partial.", version, run_id, error)
+
+    def _log_outputs(self, client: MlflowClient, run_id: str, version: str, pipeline: Pipeline,
+                     catalog) -> None:
         outputs = {name: _unwrapped(catalog.get(name)) for name in sorted(pipeline.all_outputs())
                    if name in catalog}
         kinds = {name: _kind(name, dataset) for name, dataset in outputs.items()}
@@ -234,11 +246,28 @@ def _tags(values: dict[str, str]) -> list[RunTag]:
     return [RunTag(key, str(value)) for key, value in values.items()]
 
 
+RETRIES = (0.2, 0.5, 1.0, 2.0)
+"""Waits (s) before each retry of a write that found the store locked (SQLite, many writers)."""
+
+
 def _log(client: MlflowClient, run_id: str, metrics=(), params=(), tags=()) -> None:
-    """``log_batch`` within MLflow's limits per call."""
+    """``log_batch`` within MLflow's limits per call, retried while the store is locked."""
     now = int(time.time() * 1000)
     metrics = [MlflowMetric(m.key, m.value, now, m.step) for m in metrics]
     params, tags = list(params), list(tags)
     while metrics or params or tags:
-        client.log_batch(run_id, metrics=metrics[:BATCH], params=params[:100], tags=tags[:100])
+        batch = {"metrics": metrics[:BATCH], "params": params[:100], "tags": tags[:100]}
+        _retried(lambda batch=batch: client.log_batch(run_id, **batch))
         metrics, params, tags = metrics[BATCH:], params[100:], tags[100:]
+
+
+def _retried(write):
+    """``write()``, again after a short wait while the store reports itself locked."""
+    for wait in RETRIES:
+        try:
+            return write()
+        except MlflowException as error:
+            if "locked" not in str(error).lower():
+                raise
+            time.sleep(wait)
+    return write()

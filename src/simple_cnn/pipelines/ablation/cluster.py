@@ -129,7 +129,20 @@ def check_runs(session: KedroSession, namespaces: list[str]) -> None:
     summary, cnn = catalog.load("dataset_summary"), catalog.load("params:cnn")
     runs = {run.namespace: run for run in ablation.runs()}
     for namespace in namespaces:
-        RunNodes(runs[namespace]).configure_run(cnn, ablation, summary)
+        refuse_ddp(namespace, RunNodes(runs[namespace]).configure_run(cnn, ablation, summary))
+
+
+def refuse_ddp(namespace: str, params) -> None:
+    """A run that would train on several processes cannot run as a Dask task: Dask's worker
+    processes are daemonic, and a daemonic process may not start children."""
+    processes = params.training.distributed.nproc_per_node
+    if processes > 1:
+        raise ClusterError(
+            f"{namespace} trains on {processes} processes (cnn.training.distributed."
+            f"nproc_per_node={processes}), which a Dask task cannot start: Dask's worker processes "
+            f"are daemonic and may not have children. kedro ablation run spreads the runs over "
+            f"the workers instead (one GPU each): set nproc_per_node: 1, or train the study in one "
+            f"process with kedro run --pipelines ablation.")
 
 
 def ingest(session: KedroSession) -> None:
