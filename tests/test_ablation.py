@@ -933,14 +933,18 @@ def test_a_rows_gap_is_train_minus_a_nonzero_val_and_macro_f1_is_recorded():
 
 
 def test_a_model_without_relus_has_no_dead_units():
+    from simple_cnn.ablation.parts import evaluation_parts
+    from simple_cnn.inference import describe_model, model_config, normaliser
+    from simple_cnn.models import SimpleCNN
     from simple_cnn.pipelines.ablation.nodes import _scores
 
-    outcome, train, val, test, summary, params, ablation_params, _ = tiny_run()
+    _, train, val, test, summary, params, ablation_params, _ = tiny_run()
     gelu = params.model_copy(update={"model": params.model.model_copy(update={"activation": "gelu"})})
-    from simple_cnn.ablation.parts import evaluation_parts
-
+    config = model_config(gelu, summary)
+    model = {"state_dict": SimpleCNN(config).state_dict(), "training": {},
+             **describe_model(config, summary["class_names"], normaliser(gelu, summary, config))}
     parts = evaluation_parts(train, val, test, ablation_params)
-    scores = _scores(outcome["model"], parts, summary, gelu, {"dead_unit_fraction"})
+    scores = _scores(model, parts, summary, gelu, {"dead_unit_fraction"})
     assert scores["dead_units"] is None and scores["dead_unit_fraction"] is None
 
 
