@@ -318,3 +318,35 @@ def test_a_locked_store_after_the_save_is_retried_then_a_warning_never_a_failed_
     else:
         assert calls["n"] == 5 and len(warned) == 1 and "database is locked" in warned[0]
         assert run.info.run_id in warned[0]
+
+
+def _log_many(uri: str, run_id: str, worker: int, rounds: int) -> int:
+    """One of several processes writing to the same SQLite store as fast as it can."""
+    from mlflow.tracking import MlflowClient
+
+    from simple_cnn.tracking import hooks, records
+
+    client = MlflowClient(uri)
+    for step in range(rounds):
+        hooks._log(client, run_id, metrics=[records.Metric(f"w{worker}.m{i}", float(step), step)
+                                            for i in range(20)])
+    return worker
+
+
+def test_four_writers_on_one_sqlite_store_lose_nothing(tmp_path):
+    """Four processes (as four Dask workers tracking into one mlflow.db) log at once: every
+    metric of every process is there afterwards."""
+    import multiprocessing
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow_client = MlflowClient(uri)
+    experiment = mlflow_client.create_experiment("writers")
+    run_id = mlflow_client.create_run(experiment).info.run_id
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        done = pool.starmap(_log_many, [(uri, run_id, w, 10) for w in range(4)], chunksize=1)
+    assert sorted(done) == [0, 1, 2, 3]
+    metrics = mlflow_client.get_run(run_id).data.metrics
+    assert len(metrics) == 4 * 20 and all(value == 9.0 for value in metrics.values())
+    assert len(mlflow_client.get_metric_history(run_id, "w3.m19")) == 10
