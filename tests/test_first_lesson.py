@@ -199,6 +199,11 @@ def test_the_verdicts_are_the_ablation_rule_over_images_and_say_which_parts_hold
         rotation["test"], rotation["p_adjusted"], claims.Rule(0.05, 0.01), more_failures=False)
     assert verdicts["claims"]["lighting_and_rotation"]["verdict"] == "partly supported"
     assert verdicts["claims"]["lighting_and_rotation"]["holds_for"] == ["rotation", "brightness"]
+    assert verdicts["claims"]["lighting_and_rotation"]["contradicted_for"] == ["contrast"]
+    assert verdicts["claims"]["svm_cost"]["verdict"] == "partly supported"
+    lighting_only = claims._claim("lighting_and_rotation", [
+        {"part": "rotation", "verdict": "inconclusive"}, {"part": "contrast", "verdict": "contradicted"}])
+    assert lighting_only["verdict"] == "partly contradicted"
     assert verdicts["claims"]["shift_consistency"]["verdict"] == "supported"
 
 

@@ -129,9 +129,14 @@ def _image_part(claim: str, part: str, d: np.ndarray, params: Any, measure: str)
 
 
 def _claim(name: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The claim's verdict from its parts': supported or contradicted when all parts are,
+    partly supported when some part holds, partly contradicted when none holds and some part
+    is contradicted, inconclusive otherwise."""
     verdicts = {p["part"]: p["verdict"] for p in parts}
     held = [part for part, v in verdicts.items() if v == "supported"]
+    against = [part for part, v in verdicts.items() if v == "contradicted"]
     overall = ("supported" if len(held) == len(parts) else
-               "contradicted" if all(v == "contradicted" for v in verdicts.values()) else
-               "partly supported" if held else "inconclusive")
-    return {"statement": CLAIMS[name], "verdict": overall, "parts": verdicts, "holds_for": held}
+               "contradicted" if len(against) == len(parts) else
+               "partly supported" if held else "partly contradicted" if against else "inconclusive")
+    return {"statement": CLAIMS[name], "verdict": overall, "parts": verdicts, "holds_for": held,
+            "contradicted_for": against}

@@ -41,7 +41,9 @@ def claim_lines(verdicts: dict[str, Any]) -> list[str]:
     lines = []
     for name, claim in verdicts["claims"].items():
         held = ", ".join(claim["holds_for"]) or "no part"
-        lines.append(f"{CLAIMS[name]} Verdict: {claim['verdict']} (holds for {held}).")
+        against = claim.get("contradicted_for")
+        lines.append(f"{CLAIMS[name]} Verdict: {claim['verdict']} (holds for {held}"
+                     + (f"; contradicted for {', '.join(against)}" if against else "") + ").")
     return lines
 
 
