@@ -54,10 +54,8 @@ class Cifar10ArchiveDataset(_LocationDataset):
         return Cifar10Archive(Path(self._path), url=self._url, md5=self._md5)
 
 
-class ImageFolderDataset(_LocationDataset):
-    """A folder or ``.tar(.gz)`` of ``<split>/<class>/<image>``; ``load()`` returns an
-    :class:`ImageFolder` whose ``read(image_size)`` decodes and resizes the images.
-
+class _ImageSource(_LocationDataset):
+    """A folder or ``.tar(.gz)`` of image files, read one file at a time within limits:
     ``max_file_mb`` and ``max_total_mb`` bound the bytes read per file and in all, and
     ``max_image_pixels`` an image's size (a file past one is refused by name)."""
 
@@ -68,22 +66,19 @@ class ImageFolderDataset(_LocationDataset):
         super().__init__(location=path, metadata=metadata)
         self._limits = Limits(int(max_file_mb * 2**20), int(max_total_mb * 2**20), max_image_pixels)
 
+
+class ImageFolderDataset(_ImageSource):
+    """A folder or ``.tar(.gz)`` of ``<split>/<class>/<image>``; ``load()`` returns an
+    :class:`ImageFolder` whose ``read(image_size)`` decodes and resizes the images."""
+
     def load(self) -> ImageFolder:
         return ImageFolder(Path(self._path), self._limits)
 
 
-class ImageFilesDataset(_LocationDataset):
+class ImageFilesDataset(_ImageSource):
     """Images to classify: a folder (sub-folders included) or a ``.tar(.gz)`` of image files
     of any format and size Pillow reads. ``load()`` returns a :class:`ImageFiles` handle whose
-    ``read(image_size)`` decodes them (``simple_cnn.data.image_folder.read_images``), within
-    the same limits as :class:`ImageFolderDataset`."""
-
-    _key = "path"
-
-    def __init__(self, *, path: str, max_file_mb: float = 64, max_total_mb: float = 16384,
-                 max_image_pixels: int = 64 * 2**20, metadata: dict[str, Any] | None = None) -> None:
-        super().__init__(location=path, metadata=metadata)
-        self._limits = Limits(int(max_file_mb * 2**20), int(max_total_mb * 2**20), max_image_pixels)
+    ``read(image_size)`` decodes them (``simple_cnn.data.image_folder.read_images``)."""
 
     def load(self) -> ImageFiles:
         return ImageFiles(Path(self._path), self._limits)
