@@ -919,7 +919,7 @@ def test_a_rows_gap_is_train_minus_a_nonzero_val_and_macro_f1_is_recorded():
 
     outcome, train, val, test, summary, params, ablation_params, _ = tiny_run()
     from simple_cnn.ablation.parts import evaluation_parts
-    from simple_cnn.pipelines.cnn.nodes import training_part
+    from simple_cnn.training.run import training_part
 
     parts = evaluation_parts(training_part(train, params.training), val, test, ablation_params)
     half = len(parts["report"]["labels"]) // 2

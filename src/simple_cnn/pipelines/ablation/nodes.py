@@ -20,8 +20,8 @@ from simple_cnn.ablation.summary import summarise
 from simple_cnn.errors import ConfigError, NonFiniteLossError
 from simple_cnn.inference import inference
 from simple_cnn.parameters import CnnParams
-from simple_cnn.pipelines.cnn.nodes import evaluate_cnn, train_cnn, training_part
 from simple_cnn.training.diagnostics import dead_fraction_of_all_units, dead_unit_counts
+from simple_cnn.training.run import evaluate_cnn, train_cnn, training_part
 
 logger = logging.getLogger(__name__)
 

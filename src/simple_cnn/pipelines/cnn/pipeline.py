@@ -3,6 +3,7 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
 from simple_cnn.pipelines.cnn import nodes
+from simple_cnn.training import run
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,12 +12,12 @@ def create_pipeline(**kwargs) -> Pipeline:
              name="summarise_cnn", tags=["training"]),
         node(nodes.preview_augmentation, ["train_split", "dataset_summary", "params:cnn"],
              "augmentation_preview_plot", name="preview_augmentation", tags=["plots"]),
-        node(nodes.train_cnn,
+        node(run.train_cnn,
              ["train_split", "val_split", "dataset_summary", "cnn_checkpoint", "params:cnn"],
              ["cnn_model", "cnn_training_history"], name="train_cnn", tags=["training"]),
         node(nodes.record_cnn_activation_stats, ["cnn_model", "val_split"],
              "cnn_activation_stats", name="record_cnn_activation_stats", tags=["evaluation"]),
-        node(nodes.evaluate_cnn, ["cnn_model", "test_split", "params:cnn"],
+        node(run.evaluate_cnn, ["cnn_model", "test_split", "params:cnn"],
              ["cnn_test_predictions", "cnn_test_metrics"], name="evaluate_cnn",
              tags=["evaluation"]),
         node(nodes.plot_cnn_training_curves, "cnn_training_history", "cnn_training_curves_plot",
