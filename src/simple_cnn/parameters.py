@@ -177,31 +177,39 @@ def image_side(ingestion: IngestionParams) -> int:
     return 32 if ingestion.source == "cifar10" else ingestion.image_size
 
 
+def _side(ingestion: IngestionParams | dict) -> int:
+    """The image side of ``ingestion``, typed or as the raw dict a pipeline without its
+    nodes hands over."""
+    return image_side(IngestionParams.model_validate(ingestion) if isinstance(ingestion, dict)
+                      else ingestion)
+
+
+def _check_first_lesson(lesson: FirstLessonParams, ingestion, hog_svm) -> None:
+    """The first lesson's shifts fit the images; its SVM sizes fit the kernel map's PCA."""
+    if ingestion is not None and max(lesson.robustness.shift) >= _side(ingestion) / 2:
+        raise ConfigError(f"first_lesson.robustness.shift={lesson.robustness.shift}: a shift "
+                          f"must be below half the image side ({_side(ingestion)} pixels).")
+    pca = hog_svm.kernel_approx.pca_components if isinstance(hog_svm, HogSvmParams) else 0
+    if "kernel_approx" in lesson.svm_cost.classifiers and pca and min(lesson.svm_cost.sizes) < pca:
+        raise ConfigError(
+            f"first_lesson.svm_cost.sizes={lesson.svm_cost.sizes}: kernel_approx fits a PCA of "
+            f"hog_svm.kernel_approx.pca_components={pca} components, which needs at least "
+            f"{pca} training rows; start the sizes at {pca} or more.")
+
+
 def check_across_groups(params: dict, used: set[str]) -> None:
     """Rules between groups, for the groups a run uses (``used``: ``{"cnn", ...}``): HOG cells
-    and blocks fit the images that ``ingestion`` makes; the first lesson's shifts are below half
-    their side; every ablation variant, merged into ``cnn``, is valid; and the training settings
-    fit this machine's devices (checked here, where the run trains, not at validation: see
-    ``TrainConfig.check_device``). Raises :class:`ConfigError`."""
+    and blocks fit the images that ``ingestion`` makes; the first lesson's shifts and SVM sizes
+    fit the images and the kernel map; every ablation variant, merged into ``cnn``, is valid;
+    and the training settings fit this machine's devices (checked here, where the run trains,
+    not at validation: see ``TrainConfig.check_device``). Raises :class:`ConfigError`."""
     ingestion, hog_svm = params.get("ingestion"), params.get("hog_svm")
     if {"ingestion", "hog_svm"} <= used and isinstance(hog_svm, HogSvmParams):
-        side = image_side(IngestionParams.model_validate(ingestion)
-                          if isinstance(ingestion, dict) else ingestion)
+        side = _side(ingestion)
         hog_svm.feature_config((side, side))
     lesson = params.get("first_lesson")
-    if "first_lesson" in used and isinstance(lesson, FirstLessonParams) and ingestion is not None:
-        side = image_side(IngestionParams.model_validate(ingestion)
-                          if isinstance(ingestion, dict) else ingestion)
-        if max(lesson.robustness.shift) >= side / 2:
-            raise ConfigError(f"first_lesson.robustness.shift={lesson.robustness.shift}: a "
-                              f"shift must be below half the image side ({side} pixels).")
-    if "first_lesson" in used and isinstance(lesson, FirstLessonParams) and isinstance(hog_svm, HogSvmParams):
-        pca = hog_svm.kernel_approx.pca_components
-        if "kernel_approx" in lesson.svm_cost.classifiers and pca and min(lesson.svm_cost.sizes) < pca:
-            raise ConfigError(
-                f"first_lesson.svm_cost.sizes={lesson.svm_cost.sizes}: kernel_approx fits a PCA of "
-                f"hog_svm.kernel_approx.pca_components={pca} components, which needs at least "
-                f"{pca} training rows; start the sizes at {pca} or more.")
+    if "first_lesson" in used and isinstance(lesson, FirstLessonParams):
+        _check_first_lesson(lesson, ingestion, hog_svm)
     ablation, cnn = params.get("ablation"), params.get("cnn")
     if "cnn" in used and isinstance(cnn, CnnParams):
         cnn.training.check_device()
