@@ -12,9 +12,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from simple_cnn.errors import TrackingError
@@ -165,17 +167,90 @@ def test_the_ui_server_serves_the_runs_to_a_client(tracked):
             server.wait(timeout=15)
 
 
+@pytest.mark.slow
+def test_the_served_model_answers_over_http_what_the_predict_pipeline_writes(tracked, tmp_path):
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import load_model
+
+    from simple_cnn.serving import encode_file
+    from tests.test_predict import _images
+
+    project = tmp_path / "project"
+    shutil.copytree(tracked, project, symlinks=True)
+    folder = project / "data/01_raw/predict"
+    _images(folder)
+    result = project_command(project, "run", "--env", "smoke", "--pipeline", "predict")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    (csv_file,) = project.glob("data/07_model_output/predictions.csv/*/predictions.csv")
+    table = pd.read_csv(csv_file).to_dict("records")
+    files = [row["file"] for row in table]
+    request = {"dataframe_split": {"columns": ["file", "image"],
+                                   "data": [[name, encode_file(folder / name)] for name in files]}}
+
+    (run,) = runs(client(project), "tags.`kedro.pipelines` = '__default__'")
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        registered = load_model("models:/simple-cnn/latest")
+        answer = registered.predict(pd.DataFrame(request["dataframe_split"]["data"], columns=["file", "image"]))
+        assert answer.to_dict("records") == table
+        with pytest.raises(MlflowException, match=r"row 'x': 'image' is not base64-encoded"):
+            registered.predict(pd.DataFrame({"file": ["x"], "image": ["not base64!"]}))
+        with pytest.raises(MlflowException, match="image"):
+            registered.predict(pd.DataFrame({"picture": ["x"]}))
+
+    port = free_port()
+    started = time.monotonic()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+         f"runs:/{run.info.run_id}/simple-cnn", "--env-manager", "local", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": store}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{url}/ping", server, seconds=120)
+        answer = _post(f"{url}/invocations", request)
+        print(f"mlflow models serve answered {time.monotonic() - started:.1f} s after it started")
+        assert answer["predictions"] == table
+        broken = {"dataframe_split": {"columns": ["file", "image"], "data": [
+            ["notes.txt", encode_file(folder / "notes.txt")]]}}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(f"{url}/invocations", broken)
+        assert refused.value.code == 400
+        assert "row 'notes.txt': the bytes are not an image" in refused.value.read().decode()
+    finally:
+        _stop(server)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop a server started in its own session, and its workers, and wait for it."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=15)
+
+
 def _wait_until_up(url: str, server: subprocess.Popen, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"mlflow ui exited: {server.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"the server exited: {server.stderr.read().decode()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
         except OSError:
             time.sleep(0.25)
-    raise AssertionError(f"mlflow ui did not answer on {url} within {seconds} s")
+    raise AssertionError(f"the server did not answer on {url} within {seconds} s")
 
 
 def _nothing_saved(project: Path) -> bool:

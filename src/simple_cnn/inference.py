@@ -126,6 +126,20 @@ class Inference:
         return dict(zip(names, self.predict(images, k, batch_size, flip_tta))), skipped
 
 
+def prediction_rows(names: list[str], top: list[list[tuple[str, float]]],
+                    model_version: str | None) -> list[dict[str, Any]]:
+    """The ``predict`` pipeline's table (and the served model's answer): per file, the
+    likeliest class and its probability, then each of the top-k with theirs, and the model's
+    version. Probabilities are rounded to 6 places."""
+    rows = []
+    for name, picks in zip(names, top):
+        row = {"file": name, "predicted_class": picks[0][0], "probability": round(picks[0][1], 6)}
+        for rank, (cls, p) in enumerate(picks, start=1):
+            row[f"top{rank}_class"], row[f"top{rank}_probability"] = cls, round(p, 6)
+        rows.append({**row, "model_version": model_version})
+    return rows
+
+
 def load(path: str | Path, device: str = "auto") -> Inference:
     """A saved ``cnn_model`` file (``data/06_models/cnn_model.pt/<version>/cnn_model.pt``),
     ready to predict: ``load(path).predict_files("my_photos/")``."""

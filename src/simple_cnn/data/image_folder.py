@@ -177,6 +177,14 @@ def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits,
         return None
 
 
+def decode_image(name: str, data: bytes, image_size: int, limits: Limits = Limits()) -> np.ndarray | None:
+    """One image file's bytes (a request's, say) as the prediction-time uint8 RGB square of
+    :func:`fit_to_square`; None if Pillow cannot read them; refused by name past ``limits``."""
+    entry = _Entry(PurePosixPath(name), len(data), lambda: data)
+    _check_size(Path("the request"), entry, len(data), limits)
+    return _decode(Path("the request"), entry, image_size, limits, fit_to_square)
+
+
 def _check_classes(path: Path, files) -> list[str]:
     for split in ("train", "test"):
         if not files[split]:

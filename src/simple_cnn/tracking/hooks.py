@@ -191,11 +191,35 @@ class RunRecordHooks:
         for name, dataset in saved.items():
             if kinds[name] == "metrics":
                 _log(client, run_id, metrics=records.metrics(name, _load(dataset, version)))
-            elif kinds[name] == "artifact" and getattr(dataset, "_protocol", "file") == "file":
+            elif kinds[name] in ("artifact", "model") and _local(dataset):
                 path = Path(str(dataset._get_versioned_path(version)))
                 client.log_artifact(run_id, str(path), artifact_path=name)
+                if kinds[name] == "model":
+                    _log_served_model(run_id, path, version)
             elif kinds[name] == "ablation_run":
                 _log_study_run(client, run_id, _load(dataset, version), own)
+
+
+def _local(dataset) -> bool:
+    return getattr(dataset, "_protocol", "file") == "file"
+
+
+def _log_served_model(run_id: str, path: Path, version: str) -> None:
+    """The saved model as the MLflow model that serves (``simple_cnn.serving``), in the
+    session's run, registered as ``simple-cnn``."""
+    from simple_cnn import serving  # torch and pandas: only for a run that saved a model
+    from simple_cnn.inference import load
+
+    image_size = load(path, "cpu").config.image_size
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        info = _retried(lambda: serving.log_model(path, version, image_size))
+    else:
+        with mlflow.start_run(run_id=run_id, nested=active is not None):
+            info = _retried(lambda: serving.log_model(path, version, image_size))
+    logger.info("Logged cnn_model %s as MLflow model %s (registered as %s, version %s); serve it "
+                "with: mlflow models serve -m %s --env-manager local", version, info.model_uri,
+                serving.NAME, info.registered_model_version, info.model_uri)
 
 
 def _unwrapped(dataset):

@@ -5,9 +5,13 @@ A catalog entry opts in with its ``metadata``, so the catalog says what is track
     cnn_test_metrics:
       metadata:
         mlflow: metrics        # its numbers as metrics: accuracy -> cnn_test_metrics.accuracy
-    cnn_model:
+    cnn_model_summary:
       metadata:
         mlflow: artifact       # the saved file, under artifacts/<dataset name>/
+    cnn_model:
+      metadata:
+        mlflow: model          # the file as an artifact, and the model that serves
+                               # (simple_cnn.serving), registered as simple-cnn
     "{namespace}.ablation_run":
       metadata:
         mlflow: ablation_run   # one run of a study: a nested run of its own
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
-KINDS = ("metrics", "artifact", "ablation_run")
+KINDS = ("metrics", "artifact", "model", "ablation_run")
 """The values of a catalog entry's ``metadata: mlflow:``."""
 
 

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from simple_cnn import plots
 from simple_cnn.data.image_folder import ImageFiles
-from simple_cnn.inference import inference
+from simple_cnn.inference import inference, prediction_rows
 from simple_cnn.parameters import PredictParams
 
 logger = logging.getLogger(__name__)
@@ -29,12 +29,7 @@ def classify_images(cnn_model: dict[str, Any], predict_images: ImageFiles,
                        " ..." if len(skipped) > 10 else "")
     top = run.predict(images, params.top_k, params.batch_size, params.flip_tta)
     version = cnn_model.get("version")
-    rows = []
-    for name, picks in zip(names, top):
-        row = {"file": name, "predicted_class": picks[0][0], "probability": round(picks[0][1], 6)}
-        for rank, (cls, p) in enumerate(picks, start=1):
-            row[f"top{rank}_class"], row[f"top{rank}_probability"] = cls, round(p, 6)
-        rows.append({**row, "model_version": version})
+    rows = prediction_rows(names, top, version)
     logger.info("Classified %d image(s) from %s with cnn_model %s.", len(rows), params.source,
                 version or "(unversioned)")
     shown = params.contact_sheet_images

@@ -1,0 +1,124 @@
+"""The trained CNN as an MLflow model that answers over HTTP (``mlflow models serve``).
+
+A tracked run that saves ``cnn_model`` logs it with MLflow's pyfunc flavour, as ``simple-cnn``
+in the run and registered under the model name ``simple-cnn`` (so ``models:/simple-cnn/latest``
+is the newest). It answers what the ``predict`` pipeline writes, row for row, for image files
+sent base64-encoded::
+
+    POST /invocations
+    {"dataframe_split": {"columns": ["file", "image"],
+                         "data": [["cat.png", "<base64 of the file's bytes>"]]},
+     "params": {"top_k": 3}}
+    -> {"predictions": [{"file": "cat.png", "predicted_class": "cat", "probability": 0.91,
+                         "top1_class": "cat", "top1_probability": 0.91, ..., "model_version": ...}]}
+
+``file`` is optional (rows are then named ``0``, ``1``, ...). Any format and size Pillow reads is
+taken, resized as the pipeline does (shorter side to the model's size, then a centre crop); a
+row that is not an image is refused with its name (HTTP 400), never answered with a guess.
+
+Needs the ``mlflow`` extra; serve with this project installed: ``--env-manager local``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from PIL import Image
+
+from simple_cnn.data.image_folder import Limits, decode_image
+from simple_cnn.inference import Inference, load, prediction_rows
+
+NAME = "simple-cnn"
+"""The logged model's name in its run, and the registered model's name."""
+TOP_K = 3
+REQUIREMENTS = ("torch", "torchvision", "kornia", "pillow", "pandas", "pydantic", "mlflow")
+
+
+class ServedCnn(mlflow.pyfunc.PythonModel):
+    """The pyfunc model: the saved ``cnn_model`` file is its one artifact."""
+
+    def load_context(self, context) -> None:
+        self._run: Inference = load(context.artifacts["cnn_model"], "cpu")
+        self._version = context.model_config.get("model_version")
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+                ) -> pd.DataFrame:
+        """The ``predict`` pipeline's table for the base64-encoded image files of ``image``."""
+        top_k = int((params or {}).get("top_k", TOP_K))
+        names = _names(model_input)
+        images = np.stack([_image(name, data, self._run.config.image_size)
+                           for name, data in zip(names, model_input["image"])])
+        top = self._run.predict(images, k=top_k)
+        return pd.DataFrame(prediction_rows(names, top, self._version))
+
+
+def _names(model_input: pd.DataFrame) -> list[str]:
+    if "image" not in model_input:
+        raise _refusal(f"the request has columns {list(model_input.columns)}; send one row per "
+                       "image file in a column named 'image' (its bytes, base64-encoded) and "
+                       "optionally 'file' (its name).")
+    if "file" in model_input and model_input["file"].notna().all():
+        return [str(name) for name in model_input["file"]]
+    return [str(i) for i in range(len(model_input))]
+
+
+def _image(name: str, data: str, image_size: int) -> np.ndarray:
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise _refusal(f"row {name!r}: 'image' is not base64-encoded file bytes.") from None
+    pixels = decode_image(name, raw, image_size, Limits())
+    if pixels is None:
+        raise _refusal(f"row {name!r}: the bytes are not an image Pillow reads.")
+    return pixels
+
+
+def _refusal(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def encode_file(path: str | Path) -> str:
+    """A file's bytes as the request's ``image`` value."""
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _example_input(image_size: int) -> pd.DataFrame:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((image_size, image_size, 3), 128, np.uint8)).save(buffer, "PNG")
+    return pd.DataFrame({"file": ["gray.png"], "image": [base64.b64encode(buffer.getvalue()).decode()]})
+
+
+def signature(top_k: int = TOP_K) -> ModelSignature:
+    """Columns in and out, and the ``top_k`` parameter a request may set."""
+    ranks = [ColSpec(kind, f"top{r}_{what}") for r in range(1, top_k + 1)
+             for kind, what in (("string", "class"), ("double", "probability"))]
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "file", required=False), ColSpec("string", "image")]),
+        outputs=Schema([ColSpec("string", "file"), ColSpec("string", "predicted_class"),
+                        ColSpec("double", "probability"), *ranks,
+                        ColSpec("string", "model_version", required=False)]),
+        params=ParamSchema([ParamSpec("top_k", "long", top_k)]))
+
+
+def log_model(model_file: str | Path, model_version: str | None, image_size: int,
+              register: bool = True):
+    """Log a saved ``cnn_model`` file to the active MLflow run as the served model ``simple-cnn``
+    (registered under that name unless ``register`` is False); MLflow's model info."""
+    return mlflow.pyfunc.log_model(
+        name=NAME, python_model=ServedCnn(), artifacts={"cnn_model": str(model_file)},
+        model_config={"model_version": model_version}, signature=signature(),
+        input_example=_example_input(image_size),
+        pip_requirements=[f"{name}=={installed_version(name)}" for name in REQUIREMENTS],
+        registered_model_name=NAME if register else None)
