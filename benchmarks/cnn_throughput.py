@@ -30,8 +30,10 @@ from torchvision import transforms
 from simple_cnn.augment import PRESETS, BatchAugment
 from simple_cnn.data.cifar10 import parse_archive
 from simple_cnn.data.raw import channel_stats
-from simple_cnn.models import ModelConfig, SimpleCNN
-from simple_cnn.training import TrainConfig, fit
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN
+from simple_cnn.training.config import TrainConfig
+from simple_cnn.training.loop import fit
 
 
 class PILImages(Dataset):

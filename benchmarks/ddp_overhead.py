@@ -29,8 +29,9 @@ import torch
 
 from simple_cnn.augment import BatchAugment
 from simple_cnn.data.raw import channel_stats
-from simple_cnn.models import ModelConfig, SimpleCNN
-from simple_cnn.training import TrainConfig
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN
+from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.launch import fit_on_processes
 
 

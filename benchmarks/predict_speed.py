@@ -24,7 +24,8 @@ from PIL import Image
 from simple_cnn.data.cifar10 import parse_archive
 from simple_cnn.data.image_folder import fit_to_square, to_rgb
 from simple_cnn.inference import describe_model, inference, normaliser
-from simple_cnn.models import ModelConfig, SimpleCNN
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN
 from simple_cnn.parameters import CnnParams
 
 

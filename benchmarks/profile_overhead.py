@@ -20,9 +20,11 @@ import torch
 from simple_cnn.augment import BatchAugment
 from simple_cnn.data.raw import channel_stats
 from simple_cnn.data.synthetic import make_synthetic
-from simple_cnn.models import ModelConfig, SimpleCNN
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN
 from simple_cnn.profiling import Measurement
-from simple_cnn.training import TrainConfig, fit
+from simple_cnn.training.config import TrainConfig
+from simple_cnn.training.loop import fit
 
 
 def main() -> None:

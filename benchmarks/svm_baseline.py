@@ -22,7 +22,8 @@ import numpy as np
 import yaml
 from sklearn.preprocessing import StandardScaler
 
-from simple_cnn.classifiers import ClassifierName, fit_with_selection
+from simple_cnn.classifier_params import ClassifierName
+from simple_cnn.classifiers import fit_with_selection
 from simple_cnn.data.cifar10 import parse_archive
 from simple_cnn.data.raw import stratified_split
 from simple_cnn.features.extract import extract_features

@@ -572,7 +572,7 @@ def tiny_run():
     training part, and wrong on the reported ones."""
     from simple_cnn.ablation.parts import shuffled_part
     from simple_cnn.inference import describe_model, inference, model_config, normaliser
-    from simple_cnn.models import SimpleCNN
+    from simple_cnn.models.simple_cnn import SimpleCNN
 
     rng = np.random.default_rng(0)
     params = CnnParams.model_validate({
@@ -935,7 +935,7 @@ def test_a_rows_gap_is_train_minus_a_nonzero_val_and_macro_f1_is_recorded():
 def test_a_model_without_relus_has_no_dead_units():
     from simple_cnn.ablation.parts import evaluation_parts
     from simple_cnn.inference import describe_model, model_config, normaliser
-    from simple_cnn.models import SimpleCNN
+    from simple_cnn.models.simple_cnn import SimpleCNN
     from simple_cnn.pipelines.ablation.nodes import _scores
 
     _, train, val, test, summary, params, ablation_params, _ = tiny_run()

@@ -21,11 +21,13 @@ from simple_cnn.augment import BatchAugment
 from simple_cnn.data.raw import channel_stats
 from simple_cnn.data.synthetic import make_synthetic
 from simple_cnn.errors import ConfigError, DistributedTrainingError, NonFiniteLossError
-from simple_cnn.models import ModelConfig, SimpleCNN
-from simple_cnn.training import TrainConfig, distributed, fit
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN
+from simple_cnn.training import distributed
+from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.distributed import _failure, _keep, _start_method, check_world
 from simple_cnn.training.launch import fit_on_processes
-from simple_cnn.training.loop import FitResult
+from simple_cnn.training.loop import FitResult, fit
 
 DATA = make_synthetic(n_train=640, n_test=160, seed=5)
 MEAN, STD = channel_stats(DATA.train_images)

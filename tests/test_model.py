@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from simple_cnn.errors import ConfigError
-from simple_cnn.models import ModelConfig, SimpleCNN
-from simple_cnn.models.simple_cnn import make_norm
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN, make_norm
 from simple_cnn.parameters import CnnParams
 from simple_cnn.params import build
 

@@ -5,7 +5,7 @@ import torch
 
 from simple_cnn.errors import ConfigError
 from simple_cnn.parameters import CnnParams
-from simple_cnn.training import TrainConfig
+from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.schedule import build_scheduler
 
 

@@ -15,9 +15,12 @@ from simple_cnn.augment import BatchAugment
 from simple_cnn.data.raw import channel_stats
 from simple_cnn.data.synthetic import make_synthetic
 from simple_cnn.errors import ConcurrentRunError, ConfigError
-from simple_cnn.models import ModelConfig, SimpleCNN
-from simple_cnn.training import NonFiniteLossError, TrainConfig, fit
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN
 from simple_cnn.training.checkpoint import checkpoint_lock
+from simple_cnn.training.config import TrainConfig
+from simple_cnn.training.diagnostics import NonFiniteLossError
+from simple_cnn.training.loop import fit
 
 DATA = make_synthetic(n_train=1200, n_test=400, seed=3)
 MEAN, STD = channel_stats(DATA.train_images)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import kornia.augmentation as K
 import torch
@@ -34,25 +33,9 @@ from torch import nn
 from torchvision.transforms import v2
 
 from simple_cnn.errors import ConfigError
+from simple_cnn.presets import PRESETS, Preset, resolve_preset  # noqa: F401 - augment's API
 
 logger = logging.getLogger(__name__)
-
-PRESETS = ("none", "standard", "seed", "medium", "heavy", "auto")
-Preset = Literal["none", "standard", "seed", "medium", "heavy", "auto"]
-
-
-def resolve_preset(preset: str, n_train: int) -> str:
-    """``auto``: heavy below 10k training images, medium below 100k, else standard."""
-    if preset not in PRESETS:
-        raise ConfigError(
-            f"preset={preset!r} is not allowed; choose one of: {', '.join(PRESETS)}."
-        )
-    if preset != "auto":
-        return preset
-    chosen = "heavy" if n_train < 10_000 else "medium" if n_train < 100_000 else "standard"
-    logger.info("Augmentation preset 'auto' chose %r for %d training images.", chosen, n_train)
-    return chosen
-
 
 def random_resized_crop_flip(
     images: torch.Tensor, scale: tuple[float, float] = (0.8, 1.0),

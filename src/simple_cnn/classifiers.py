@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BeforeValidator, Field
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.kernel_approximation import Nystroem, RBFSampler
@@ -27,47 +26,15 @@ from sklearn.linear_model import RidgeClassifier, SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC, LinearSVC
 
+from simple_cnn.classifier_params import (
+    ClassifierParams,
+    LinearSvcParams,
+    RbfSvcParams,
+    SgdParams,
+)
 from simple_cnn.errors import ConfigError
-from simple_cnn.params import Float, Int, Model
 
 logger = logging.getLogger(__name__)
-
-ClassifierName = Literal["linear_svc", "rbf_svc", "kernel_approx", "sgd"]
-
-
-def _as_list(value: Any) -> Any:
-    return value if isinstance(value, list | tuple) else [value]
-
-
-Candidates = Annotated[list[Annotated[Float, Field(gt=0)]], BeforeValidator(_as_list),
-                       Field(min_length=1)]
-"""One positive number, or a list of them: each is fitted on train and scored on val."""
-
-
-class LinearSvcParams(Model):
-    C: Candidates = [0.01]
-    max_iter: Int = Field(2000, ge=1)
-
-
-class RbfSvcParams(Model):
-    C: Candidates = [10.0]
-    gamma: Literal["scale", "auto"] | Annotated[Float, Field(gt=0)] = "scale"
-    max_train_samples: Int = Field(10000, ge=1)
-    allow_more_samples: bool = False
-
-
-class KernelApproxParams(Model):
-    method: Literal["nystroem", "rbf_sampler"] = "nystroem"
-    pca_components: Int = Field(256, ge=0)
-    n_components: Int = Field(4000, ge=1)
-    gamma: Float = Field(0.5, gt=0)
-    alpha: Candidates = [1.0]
-
-
-class SgdParams(Model):
-    alpha: Candidates = [1.0e-4]
-    max_iter: Int = Field(20, ge=1)
-
 
 class BatchedTransform(TransformerMixin, BaseEstimator):
     """Fits ``transformer`` as is, transforms ``batch_size`` rows at a time into one output
@@ -105,9 +72,6 @@ class LeanRidgeClassifier(RidgeClassifier):
         if sample_weight is not None and np.all(sample_weight == 1):
             sample_weight = None
         return X, y, sample_weight, Y.astype(X.dtype, copy=False)
-
-
-ClassifierParams = LinearSvcParams | RbfSvcParams | KernelApproxParams | SgdParams
 
 
 def _candidates(options: ClassifierParams, n_features: int, variance: float,

@@ -17,12 +17,12 @@ from simple_cnn.augment import BatchAugment, resolve_preset
 from simple_cnn.data.image_folder import read_images
 from simple_cnn.data.raw import GRAY_WEIGHTS, to_grayscale
 from simple_cnn.errors import ConfigError
-from simple_cnn.models import ModelConfig, SimpleCNN
+from simple_cnn.models.config import ModelConfig
+from simple_cnn.models.simple_cnn import SimpleCNN
 from simple_cnn.parameters import CnnParams
 from simple_cnn.params import build
-from simple_cnn.training import predict_logits
-from simple_cnn.training.config import resolve_amp, resolve_device
-from simple_cnn.training.loop import autocast_factory, to_device_images
+from simple_cnn.training.device import resolve_amp, resolve_device
+from simple_cnn.training.loop import autocast_factory, predict_logits, to_device_images
 
 
 def model_config(params: CnnParams, summary: dict[str, Any]) -> ModelConfig:

@@ -20,8 +20,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from simple_cnn.ablation.studies import AblationParams, run_parameters
-from simple_cnn.augment import Preset
-from simple_cnn.classifiers import (
+from simple_cnn.classifier_params import (
     ClassifierName,
     ClassifierParams,
     KernelApproxParams,
@@ -35,8 +34,9 @@ from simple_cnn.errors import ConfigError
 from simple_cnn.features.extract import FeatureConfig, HogParams
 from simple_cnn.first_lesson.robustness import RobustnessParams
 from simple_cnn.first_lesson.svm_cost import SvmCostParams
-from simple_cnn.models import ModelParams
+from simple_cnn.models.config import ModelParams
 from simple_cnn.params import Int, Model, ParameterGroup, invalid
+from simple_cnn.presets import Preset
 from simple_cnn.training.config import SEED_RANGE, TrainConfig
 
 

@@ -18,9 +18,8 @@ from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field, model_validator
-from sklearn.base import clone
 
-from simple_cnn.classifiers import ClassifierName, ClassifierParams, first_candidate
+from simple_cnn.classifier_params import ClassifierName, ClassifierParams
 from simple_cnn.errors import ConfigError
 from simple_cnn.params import Int, Model, invalid
 
@@ -53,6 +52,10 @@ def time_classifier(options: ClassifierParams, x: np.ndarray, y: np.ndarray,
     """Fit and predict seconds of one classifier at each size (``repeats`` times each); the
     first ``n`` rows of ``x`` are the training set of size ``n``. What the fits warned of
     (e.g. a kernel map with more components than rows) is kept in ``warnings``, once each."""
+    from sklearn.base import clone  # scikit-learn when timing, not when parameters are read
+
+    from simple_cnn.classifiers import first_candidate
+
     hyper, estimator = first_candidate(options, x, seed)
     out: dict[str, Any] = {"hyper_parameters": hyper, "n": [], "fit_seconds": [],
                            "predict_seconds": [], "support_vectors": [], "warnings": []}

@@ -1,10 +1,11 @@
-"""Training configuration, built from ``cnn.training`` params and checked before training starts."""
+"""Training configuration, built from ``cnn.training`` params and checked before training starts.
+
+Light (no torch at import), like every module of parameters: the device is ``device.py``'s."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from simple_cnn.errors import ConfigError
@@ -81,6 +82,8 @@ class TrainConfig(Model):
         node for GPU workers) must not be refused for the machine it was typed on. The checks
         run before the first node where a run trains in its own process (``ParameterChecksHooks``),
         and again where the device is chosen (``resolve_amp``, ``backend_for``)."""
+        import torch  # here only: the rest of this module is read without torch
+
         if torch.cuda.is_available():
             return
         if self.amp == "fp16":
@@ -123,47 +126,3 @@ class TrainConfig(Model):
                 f"{PREFIX}.warmup={self.warmup} {self.warmup_unit} ({warmup} steps) is not shorter "
                 f"than training ({length}); shorten the warmup or train longer."
             )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{PREFIX}.device=cuda but no CUDA GPU is available; use auto or cpu.")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"{PREFIX}.device=mps but MPS is not available; use auto or cpu.")
-    return torch.device(name)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (``None``: full precision). ``auto``: fp16 on CUDA, bf16 on a CPU that
-    supports it, otherwise off."""
-    if mode == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        if device.type == "cpu" and torch.backends.mkldnn.is_available() and _cpu_bf16():
-            return torch.bfloat16
-        return None
-    if mode == "off":
-        return None
-    if mode == "fp16":
-        if device.type != "cuda":
-            raise ConfigError(
-                f"{PREFIX}.amp=fp16 needs a CUDA GPU (device is {device.type}): fp16 autocast with "
-                "a GradScaler is a GPU feature. Use amp: bf16, auto or off on a CPU."
-            )
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"{PREFIX}.amp=bf16 is not supported by this GPU; use fp16 or auto.")
-    return torch.bfloat16
-
-
-def _cpu_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False

@@ -15,7 +15,8 @@ from torch import nn
 from simple_cnn import launcher
 from simple_cnn.augment import BatchAugment
 from simple_cnn.training import distributed
-from simple_cnn.training.config import TrainConfig, resolve_device
+from simple_cnn.training.config import TrainConfig
+from simple_cnn.training.device import resolve_device
 from simple_cnn.training.loop import FitResult, fit
 
 logger = logging.getLogger(__name__)

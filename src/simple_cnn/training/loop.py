@@ -36,7 +36,8 @@ from simple_cnn.training.checkpoint import (
     run_signature,
     save_checkpoint,
 )
-from simple_cnn.training.config import TrainConfig, resolve_amp, resolve_device
+from simple_cnn.training.config import TrainConfig
+from simple_cnn.training.device import resolve_amp, resolve_device
 from simple_cnn.training.diagnostics import (
     NonFiniteLossError,
     first_non_finite_layer,

@@ -1,7 +1,9 @@
 """One CNN training run from the splits and the ``cnn`` parameters, and its evaluation.
 
 Plain Python (no Kedro): the ``cnn`` pipeline uses these as its nodes ``train_cnn`` and
-``evaluate_cnn``, and the ``ablation`` nodes train and evaluate every study run with them.
+``evaluate_cnn``, and the ``ablation`` nodes train and evaluate every study run with them. As
+node functions they import torch when they run (``simple_cnn.lazy``), not when a pipeline
+names them.
 """
 
 from __future__ import annotations
@@ -12,22 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from simple_cnn.data.raw import stratified_subset
-from simple_cnn.inference import (
-    batch_augment,
-    describe_model,
-    inference,
-    model_config,
-    model_images,
-    normaliser,
-)
-from simple_cnn.metrics import classification_metrics
-from simple_cnn.models import SimpleCNN
+from simple_cnn.lazy import deferred
 from simple_cnn.parameters import CnnParams
 from simple_cnn.training.config import TrainConfig
-from simple_cnn.training.launch import fit_on_processes
+
+torch = deferred("torch")
+inference = deferred("simple_cnn.inference")
+launch = deferred("simple_cnn.training.launch")
+models = deferred("simple_cnn.models.simple_cnn")
+scores = deferred("simple_cnn.metrics")
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +48,18 @@ def train_cnn(
     A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it).
     With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split.
     ``training.distributed`` (or torchrun) trains on several processes; rank 0's result."""
-    config = model_config(params, dataset_summary)
+    config = inference.model_config(params, dataset_summary)
     train_config = params.training
     train_split = training_part(train_split, train_config)
-    augment = batch_augment(params, dataset_summary, config, len(train_split["labels"]))
+    augment = inference.batch_augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
-    model = SimpleCNN(config)
+    model = models.SimpleCNN(config)
     total = train_config.total_steps(train_config.steps_per_epoch(len(train_split["labels"])))
     steps = {fraction: max(1, round(fraction * total)) for fraction in keep_at}
-    result = fit_on_processes(
+    result = launch.fit_on_processes(
         model,
-        model_images(train_split["images"], config), train_split["labels"],
-        model_images(val_split["images"], config), val_split["labels"],
+        inference.model_images(train_split["images"], config), train_split["labels"],
+        inference.model_images(val_split["images"], config), val_split["labels"],
         augment, train_config, checkpoint_path=cnn_checkpoint, model_config=config.model_dump(),
         keep_at=tuple(sorted(set(steps.values()))),
     )
@@ -75,8 +72,8 @@ def train_cnn(
         logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
                     history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
     model_dict = {"state_dict": result.best_state, "training": _run_details(history),
-                  **describe_model(config, dataset_summary["class_names"],
-                                   normaliser(params, dataset_summary, config))}
+                  **inference.describe_model(config, dataset_summary["class_names"],
+                                   inference.normaliser(params, dataset_summary, config))}
     if keep_at:
         model_dict["kept"] = {fraction: result.kept[step] for fraction, step in steps.items()}
         history["kept_steps"] = steps
@@ -113,13 +110,13 @@ def evaluate_cnn(
     """Test predictions (optionally averaged with the mirrored image) and metrics, of the model
     as it was saved (its own configuration, whatever ``cnn.model`` says today)."""
     flip_tta, batch_size = params.evaluation.flip_tta, params.evaluation.batch_size
-    run = inference(cnn_model, params.training.device, params.training.amp)
+    run = inference.inference(cnn_model, params.training.device, params.training.amp)
     started = time.perf_counter()
     logits = run.logits(test_split["images"], batch_size, flip_tta=flip_tta)
     probabilities = torch.softmax(logits, dim=1).cpu().numpy()
     predict_seconds = time.perf_counter() - started
     predictions = probabilities.argmax(1)
-    metrics = classification_metrics(test_split["labels"], predictions, run.class_names)
+    metrics = scores.classification_metrics(test_split["labels"], predictions, run.class_names)
     metrics.update(
         model="SimpleCNN",
         **cnn_model["training"],
