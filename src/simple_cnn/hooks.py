@@ -90,7 +90,7 @@ class AblationStudiesHooks:
     def after_context_created(self, context) -> None:
         from kedro.framework.project import PACKAGE_NAME, pipelines
 
-        from simple_cnn.pipelines.ablation.pipeline import use_studies
+        from simple_cnn.pipelines.study_parameters import use_studies
 
         parameters = context.config_loader["parameters"]
         # Kept on the loader, Kedro's own read returns them instead of parsing every file

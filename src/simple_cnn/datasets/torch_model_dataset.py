@@ -6,10 +6,12 @@ import io
 from pathlib import PurePosixPath
 from typing import Any
 
-import torch
 from kedro.io.core import DatasetError
 
 from simple_cnn.datasets._base import FileDataset
+from simple_cnn.lazy import deferred
+
+torch = deferred("torch")  # imported at the first load or save, not when the catalog is built
 
 
 class TorchStateDictDataset(FileDataset):
@@ -30,7 +32,7 @@ class TorchStateDictDataset(FileDataset):
             data["version"] = PurePosixPath(path).parent.name
         return data
 
-    def save(self, data: dict[str, Any] | torch.nn.Module) -> None:
+    def save(self, data: dict[str, Any]) -> None:  # or a torch.nn.Module
         if isinstance(data, torch.nn.Module):
             data = data.state_dict()
         if not isinstance(data, dict):

@@ -1,5 +1,7 @@
 """Nodes of the ablation pipeline. Training and evaluation are the cnn pipeline's own node
-functions; these set up each run, record it (a diverged run is a result), and sum up."""
+functions; these set up each run, record it (a diverged run is a result), and sum up. The
+figure nodes return matplotlib figures; torch and matplotlib are imported when a node runs
+(``simple_cnn.lazy``)."""
 
 from __future__ import annotations
 
@@ -9,19 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from simple_cnn.ablation import figures
 from simple_cnn.ablation.parts import NEEDS, PARTS, evaluation_parts, shuffled_part
-from simple_cnn.ablation.report import ablation_html
 from simple_cnn.ablation.rows import fingerprint, provenance
 from simple_cnn.ablation.studies import AblationParams, Run, check_run_length, factors, run_parameters
 from simple_cnn.ablation.summary import summarise
 from simple_cnn.errors import ConfigError, NonFiniteLossError
-from simple_cnn.inference import inference
+from simple_cnn.lazy import deferred
 from simple_cnn.parameters import CnnParams
-from simple_cnn.training.diagnostics import dead_fraction_of_all_units, dead_unit_counts
 from simple_cnn.training.run import evaluate_cnn, train_cnn, training_part
+
+figures = deferred("simple_cnn.ablation.figures")
+report = deferred("simple_cnn.ablation.report")
+inference = deferred("simple_cnn.inference")
+diagnostics = deferred("simple_cnn.training.diagnostics")
 
 logger = logging.getLogger(__name__)
 
@@ -145,15 +148,15 @@ def _scores(model: dict[str, Any], parts: dict[str, Split], dataset_summary: dic
     and the dead units (per layer, and the fraction of all units, on the reported images)."""
     needed = set().union(*(NEEDS.get(m, ()) for m in metrics)) if metrics else set(PARTS)
     out: dict[str, Any] = {}
-    clean = inference(model, params.training.device, params.training.amp)
+    clean = inference.inference(model, params.training.device, params.training.amp)
     if "test" in needed:
         _, test = evaluate_cnn(model, parts["test"], params)
         out.update(test_accuracy=test["accuracy"], macro_f1=test["macro_f1"])
     if "report" in needed:
         out["val_accuracy"] = _accuracy(clean, parts["report"], params)
-        counts = dead_unit_counts(clean.model, clean.prepared(parts["report"]["images"]).float())
+        counts = diagnostics.dead_unit_counts(clean.model, clean.prepared(parts["report"]["images"]).float())
         out.update(dead_units=None if counts is None else {k: d / n for k, (d, n) in counts.items()},
-                   dead_unit_fraction=dead_fraction_of_all_units(counts))
+                   dead_unit_fraction=diagnostics.dead_fraction_of_all_units(counts))
     if "train" in needed:
         out["train_accuracy"] = _accuracy(clean, parts["train"], params)
         out["gap"] = out["train_accuracy"] - out["val_accuracy"]
@@ -192,27 +195,27 @@ def summarise_ablation(ablation: AblationParams, *runs: dict[str, Any]) -> tuple
     return records, summary
 
 
-def plot_ablation_accuracy(ablation_summary: dict[str, Any]) -> Figure:
+def plot_ablation_accuracy(ablation_summary: dict[str, Any]):
     return figures.study_accuracy(ablation_summary)
 
 
-def plot_ablation_augmentation_heatmap(ablation_results: list[dict[str, Any]]) -> Figure:
+def plot_ablation_augmentation_heatmap(ablation_results: list[dict[str, Any]]):
     return figures.augmentation_heatmap(ablation_results)
 
 
-def plot_ablation_dead_units(ablation_results: list[dict[str, Any]]) -> Figure:
+def plot_ablation_dead_units(ablation_results: list[dict[str, Any]]):
     return figures.dead_units_by_layer(ablation_results)
 
 
-def plot_ablation_batch_size(ablation_results: list[dict[str, Any]]) -> Figure:
+def plot_ablation_batch_size(ablation_results: list[dict[str, Any]]):
     return figures.accuracy_vs_batch_size(ablation_results)
 
 
-def plot_ablation_warmup_lr(ablation_results: list[dict[str, Any]]) -> Figure:
+def plot_ablation_warmup_lr(ablation_results: list[dict[str, Any]]):
     return figures.warmup_lr_traces(ablation_results)
 
 
-def plot_warmup_wrapper_bug(cnn: CnnParams) -> Figure:
+def plot_warmup_wrapper_bug(cnn: CnnParams):
     """The hand-rolled warmup wrapper's LR beside the project's schedule, for cnn.training."""
     return figures.warmup_wrapper_bug(cnn.training)
 
@@ -224,6 +227,6 @@ def build_ablation_report(
     """The self-contained HTML report: the forest plot, a section per claim, the first
     lesson's claims beside them (the newest verdicts of ``kedro run``, if any), then the
     figures that have something to show."""
-    return ablation_html(ablation_summary, ablation_summary["budget"],
+    return report.ablation_html(ablation_summary, ablation_summary["budget"],
                          figures.report_figures(ablation_results, cnn.training),
                          newest_first_lesson_verdicts)

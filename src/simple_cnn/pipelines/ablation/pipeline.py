@@ -10,47 +10,22 @@ the problem named.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 from kedro.pipeline import Pipeline, node, pipeline
 
 from simple_cnn.ablation.studies import NAMESPACE, AblationParams, Run
 from simple_cnn.errors import ConfigError
+from simple_cnn.pipelines import study_parameters
 from simple_cnn.pipelines.ablation import nodes
 
 SHARED = {"train_split", "val_split", "test_split", "dataset_summary"}
 PARAMETERS = {"params:cnn": "params:cnn", "params:ablation": "params:ablation"}
 
-_studies: dict[str, Any] = {"raw": None, "known": False}
-
-
-def use_studies(raw: dict[str, Any] | None) -> bool:
-    """Take the session's ``ablation`` parameters; True if they differ from the last ones."""
-    changed = not _studies["known"] or _studies["raw"] != raw
-    _studies.update(raw=raw, known=True)
-    return changed
-
-
 def _runs() -> list[Run]:
-    if not _studies["known"]:
-        _studies.update(raw=_project_parameters(), known=True)
     try:
-        return AblationParams.model_validate(_studies["raw"] or {}).runs()
+        return AblationParams.model_validate(study_parameters.raw() or {}).runs()
     except ConfigError:
         return []  # Kedro's validation of params:ablation names the problem at session start
-
-
-def _project_parameters() -> dict[str, Any] | None:
-    """``ablation`` from the project's conf (base + local): for a registry read outside a session."""
-    from pathlib import Path
-
-    from kedro.config import OmegaConfigLoader
-    from kedro.framework.project import settings
-
-    conf = Path.cwd() / settings.CONF_SOURCE
-    if not conf.is_dir():
-        return None
-    return OmegaConfigLoader(str(conf), **settings.CONFIG_LOADER_ARGS)["parameters"].get("ablation")
 
 
 def run_pipeline(run: Run) -> Pipeline:
@@ -99,4 +74,4 @@ def create_pipeline(**kwargs) -> Pipeline:
                                            "newest_first_lesson_verdicts"],
              "ablation_report", name="build_ablation_report"),
     ], tags=[NAMESPACE])
-    return sum((run_pipeline(run) for run in runs), Pipeline([])) + summary
+    return Pipeline([*(run_pipeline(run) for run in runs), summary])  # one merge, not one per run

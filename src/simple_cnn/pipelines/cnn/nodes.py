@@ -1,5 +1,7 @@
 """Nodes of the cnn pipeline. Heavy lifting lives in the core modules; these glue params to it.
-``train_cnn`` and ``evaluate_cnn`` are the core's own (``simple_cnn.training.run``)."""
+``train_cnn`` and ``evaluate_cnn`` are the core's own (``simple_cnn.training.run``). The figure
+nodes return matplotlib figures; torch and matplotlib are imported when a node runs
+(``simple_cnn.lazy``)."""
 
 from __future__ import annotations
 
@@ -7,19 +9,15 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
-from matplotlib.figure import Figure
 
-from simple_cnn import plots
-from simple_cnn.inference import (
-    batch_augment,
-    inference,
-    model_config,
-    model_images,
-)
-from simple_cnn.models import SimpleCNN
+from simple_cnn.lazy import deferred
 from simple_cnn.parameters import CnnParams
-from simple_cnn.training.diagnostics import activation_stats
+
+torch = deferred("torch")
+plots = deferred("simple_cnn.plots")
+inference = deferred("simple_cnn.inference")
+models = deferred("simple_cnn.models.simple_cnn")
+diagnostics = deferred("simple_cnn.training.diagnostics")
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +28,8 @@ def summarise_cnn(dataset_summary: dict[str, Any], params: CnnParams) -> str:
     """A torchinfo summary: per-layer output shapes and parameter counts."""
     from torchinfo import summary
 
-    config = model_config(params, dataset_summary)
-    stats = summary(SimpleCNN(config), input_size=(1, config.in_channels, config.image_size,
+    config = inference.model_config(params, dataset_summary)
+    stats = summary(models.SimpleCNN(config), input_size=(1, config.in_channels, config.image_size,
                     config.image_size), col_names=("output_size", "num_params"), verbose=0,
                     device="cpu")
     return f"SimpleCNN({config})\n\n{stats}\n"
@@ -39,34 +37,34 @@ def summarise_cnn(dataset_summary: dict[str, Any], params: CnnParams) -> str:
 
 def record_cnn_activation_stats(cnn_model: dict[str, Any], val_split: Split) -> dict[str, Any]:
     """Per-layer activation statistics for one validation batch (spot dead ReLUs, blow-ups)."""
-    run = inference(cnn_model, "cpu")
-    return activation_stats(run.model, run.prepared(val_split["images"][:256]))
+    run = inference.inference(cnn_model, "cpu")
+    return diagnostics.activation_stats(run.model, run.prepared(val_split["images"][:256]))
 
 
-def plot_cnn_training_curves(cnn_training_history: dict[str, Any]) -> Figure:
+def plot_cnn_training_curves(cnn_training_history: dict[str, Any]):
     """Loss and accuracy per epoch."""
     return plots.training_curves(cnn_training_history)
 
 
-def plot_cnn_lr_schedule(cnn_training_history: dict[str, Any]) -> Figure:
+def plot_cnn_lr_schedule(cnn_training_history: dict[str, Any]):
     """The LR used at each step, warmup visible."""
     return plots.lr_schedule(cnn_training_history)
 
 
-def plot_cnn_confusion_matrix(cnn_test_metrics: dict[str, Any], class_names: list[str]) -> Figure:
+def plot_cnn_confusion_matrix(cnn_test_metrics: dict[str, Any], class_names: list[str]):
     return plots.confusion_matrix_figure(
         np.array(cnn_test_metrics["confusion_matrix"]), class_names,
         f"SimpleCNN on test: accuracy {cnn_test_metrics['accuracy']:.1%}")
 
 
-def plot_activation_functions(params: CnnParams) -> Figure:
+def plot_activation_functions(params: CnnParams):
     """ReLU vs LeakyReLU vs GELU response curves (LeakyReLU with cnn.model.negative_slope)."""
     return plots.activation_curves(params.model.negative_slope)
 
 
-def plot_cnn_feature_maps(cnn_model: dict[str, Any], test_split: Split, params: CnnParams) -> Figure:
+def plot_cnn_feature_maps(cnn_model: dict[str, Any], test_split: Split, params: CnnParams):
     """Feature maps of ``cnn.plots.feature_map_layer`` for a few test images."""
-    run = inference(cnn_model, "cpu")
+    run = inference.inference(cnn_model, "cpu")
     layer, n_images = params.plots.feature_map_layer, params.plots.n_feature_map_images
     images = test_split["images"][:n_images]
     captured = {}
@@ -75,24 +73,24 @@ def plot_cnn_feature_maps(cnn_model: dict[str, Any], test_split: Split, params: 
     with torch.no_grad():
         run.model(run.prepared(images))
     handle.remove()
-    return plots.feature_maps(model_images(images, run.config), captured["maps"].float().numpy(), layer)
+    return plots.feature_maps(inference.model_images(images, run.config), captured["maps"].float().numpy(), layer)
 
 
 def plot_cnn_misclassified(
     test_split: Split, cnn_test_predictions: Split, class_names: list[str]
-) -> Figure:
+):
     return plots.misclassified(test_split["images"], test_split["labels"],
                                cnn_test_predictions["predictions"], class_names)
 
 
 def preview_augmentation(
     train_split: Split, dataset_summary: dict[str, Any], params: CnnParams
-) -> Figure:
+):
     """Originals beside augmented views, as the model sees them (de-normalised for display)."""
-    config = model_config(params, dataset_summary)
-    augment = batch_augment(params, dataset_summary, config, len(train_split["labels"]))
+    config = inference.model_config(params, dataset_summary)
+    augment = inference.batch_augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(0)
-    originals = model_images(train_split["images"][:6], config)
+    originals = inference.model_images(train_split["images"][:6], config)
     x = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(train_split["labels"][:6])
     mean = torch.tensor(augment.normalize.mean)[:, None, None]

@@ -1,5 +1,6 @@
 """Nodes of the first_lesson pipeline: the saved models on transformed test images, the SVM's
-cost as data grows, the three claims' verdicts and their figures."""
+cost as data grows, the three claims' verdicts and their figures. The SVM and its scaler are
+scikit-learn estimators; torch and matplotlib are imported when a node runs (``simple_cnn.lazy``)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,21 @@ import logging
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from sklearn.base import BaseEstimator
-from sklearn.preprocessing import StandardScaler
 
 from simple_cnn.errors import ConfigError
 from simple_cnn.features.extract import FeatureConfig, extract_features
-from simple_cnn.first_lesson import claims, figures
+from simple_cnn.first_lesson import claims
 from simple_cnn.first_lesson.robustness import (
     measured_images,
     predictions_under_transforms,
     robustness_table,
 )
 from simple_cnn.first_lesson.svm_cost import cost_scaling
-from simple_cnn.inference import inference
+from simple_cnn.lazy import deferred
 from simple_cnn.parameters import CnnParams, FirstLessonParams, HogSvmParams
+
+figures = deferred("simple_cnn.first_lesson.figures")
+inference = deferred("simple_cnn.inference")
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _feature_config(svm_feature_report: dict[str, Any]) -> FeatureConfig:
 
 
 def predict_svm_under_transforms(
-    svm_model: BaseEstimator, feature_scaler: StandardScaler, svm_feature_report: dict[str, Any],
+    svm_model: Any, feature_scaler: Any, svm_feature_report: dict[str, Any],
     test_split: Split, params: FirstLessonParams,
 ) -> Split:
     """The saved HOG + SVM's predicted classes on every transformed copy of the measured test
@@ -62,7 +63,7 @@ def predict_cnn_under_transforms(
 ) -> Split:
     """The saved CNN's predicted classes on every transformed copy of the measured test images
     (``cnn.evaluation.flip_tta`` as in its evaluation)."""
-    run = inference(cnn_model, cnn_params.training.device, cnn_params.training.amp)
+    run = inference.inference(cnn_model, cnn_params.training.device, cnn_params.training.amp)
     keep = _measured(test_split, params)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def measure_robustness(
 
 
 def measure_svm_cost_scaling(
-    svm_train_features: Split, feature_scaler: StandardScaler, hog_svm_params: HogSvmParams,
+    svm_train_features: Split, feature_scaler: Any, hog_svm_params: HogSvmParams,
     params: FirstLessonParams,
 ) -> dict[str, Any]:
     """Fit and predict seconds of each classifier of ``first_lesson.svm_cost`` on growing
@@ -127,9 +128,9 @@ def judge_first_lesson(
     return verdicts
 
 
-def plot_robustness(robustness_metrics: dict[str, Any]) -> Figure:
+def plot_robustness(robustness_metrics: dict[str, Any]):
     return figures.robustness(robustness_metrics)
 
 
-def plot_svm_cost(svm_cost_scaling: dict[str, Any]) -> Figure:
+def plot_svm_cost(svm_cost_scaling: dict[str, Any]):
     return figures.svm_cost(svm_cost_scaling)

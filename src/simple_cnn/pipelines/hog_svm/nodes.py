@@ -1,4 +1,5 @@
-"""Nodes of the hog_svm pipeline."""
+"""Nodes of the hog_svm pipeline. The scaler and the model are scikit-learn estimators and the
+figures matplotlib's; both libraries are imported when a node runs (``simple_cnn.lazy``)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import time
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from sklearn.base import BaseEstimator
-from sklearn.preprocessing import StandardScaler
 
-from simple_cnn import plots
-from simple_cnn.classifiers import fit_with_selection
 from simple_cnn.features.extract import extract_features
-from simple_cnn.metrics import classification_metrics
+from simple_cnn.lazy import deferred
 from simple_cnn.parameters import HogSvmParams
+
+plots = deferred("simple_cnn.plots")
+classifiers = deferred("simple_cnn.classifiers")
+scores = deferred("simple_cnn.metrics")
+preprocessing = deferred("sklearn.preprocessing")
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +52,20 @@ def extract_svm_features(
     return (*outputs, report)
 
 
-def fit_feature_scaler(svm_train_features: Split) -> StandardScaler:
+def fit_feature_scaler(svm_train_features: Split) -> Any:
     """A StandardScaler fitted on train features only."""
-    return StandardScaler().fit(svm_train_features["features"])
+    return preprocessing.StandardScaler().fit(svm_train_features["features"])
 
 
 def train_svm(
-    svm_train_features: Split, svm_val_features: Split, feature_scaler: StandardScaler,
+    svm_train_features: Split, svm_val_features: Split, feature_scaler: Any,
     params: HogSvmParams,
-) -> tuple[BaseEstimator, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     """Fit the classifier of ``hog_svm.classifier``; pick its hyper-parameter on val."""
     # scaled in place: the loaded array is this node's own, and 90,000 x 2,000 floats are 0.7 GB
     x_train = feature_scaler.transform(svm_train_features["features"], copy=False)
     x_val = feature_scaler.transform(svm_val_features["features"])
-    model, report = fit_with_selection(params.classifier, params.classifier_params, x_train,
+    model, report = classifiers.fit_with_selection(params.classifier, params.classifier_params, x_train,
                                        svm_train_features["labels"], x_val,
                                        svm_val_features["labels"], seed=params.seed)
     report["n_features"] = int(x_train.shape[1])
@@ -72,7 +73,7 @@ def train_svm(
 
 
 def evaluate_svm(
-    svm_model: BaseEstimator, feature_scaler: StandardScaler, svm_test_features: Split,
+    svm_model: Any, feature_scaler: Any, svm_test_features: Split,
     svm_feature_report: dict[str, Any], svm_training_report: dict[str, Any],
     class_names: list[str],
 ) -> tuple[Split, dict[str, Any]]:
@@ -81,7 +82,7 @@ def evaluate_svm(
     x_test = feature_scaler.transform(svm_test_features["features"])
     predictions = svm_model.predict(x_test)
     predict_seconds = time.perf_counter() - started
-    metrics = classification_metrics(svm_test_features["labels"], predictions, class_names)
+    metrics = scores.classification_metrics(svm_test_features["labels"], predictions, class_names)
     metrics.update(
         model=f"{svm_feature_report['features']} + {svm_training_report['classifier']}",
         features=svm_feature_report["features"],
@@ -100,12 +101,12 @@ def evaluate_svm(
     return {"predictions": predictions.astype(np.int64)}, metrics
 
 
-def plot_svm_confusion_matrix(svm_test_metrics: dict[str, Any], class_names: list[str]) -> Figure:
+def plot_svm_confusion_matrix(svm_test_metrics: dict[str, Any], class_names: list[str]):
     return plots.confusion_matrix_figure(
         np.array(svm_test_metrics["confusion_matrix"]), class_names,
         f"{svm_test_metrics['model']} on test: accuracy {svm_test_metrics['accuracy']:.1%}")
 
 
-def plot_svm_per_class(svm_test_metrics: dict[str, Any], class_names: list[str]) -> Figure:
+def plot_svm_per_class(svm_test_metrics: dict[str, Any], class_names: list[str]):
     return plots.per_class_bars(svm_test_metrics["per_class"], class_names,
                                 f"{svm_test_metrics['model']}: per-class precision, recall, F1")

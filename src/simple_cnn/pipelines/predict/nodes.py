@@ -5,23 +5,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pandas as pd
-from matplotlib.figure import Figure
-
-from simple_cnn import plots
 from simple_cnn.data.image_folder import ImageFiles
-from simple_cnn.inference import inference, prediction_rows
+from simple_cnn.lazy import deferred
 from simple_cnn.parameters import PredictParams
+
+pd = deferred("pandas")
+plots = deferred("simple_cnn.plots")
+inference = deferred("simple_cnn.inference")
 
 logger = logging.getLogger(__name__)
 
 
 def classify_images(cnn_model: dict[str, Any], predict_images: ImageFiles,
-                    params: PredictParams) -> tuple[pd.DataFrame, list[dict[str, str]], Figure]:
-    """Every image's top-k classes and probabilities, with the model's version (a table a
+                    params: PredictParams) -> tuple[Any, list[dict[str, str]], Any]:
+    """Every image's top-k classes and probabilities, with the model's version (a pandas table a
     spreadsheet opens); the files not classified, with why; a contact sheet of the first
     images with their predicted class."""
-    run = inference(cnn_model)
+    run = inference.inference(cnn_model)
     names, images, skipped = predict_images.read(run.config.image_size)
     if skipped:
         shown = "; ".join(f"{name} ({why})" for name, why in skipped[:10])
@@ -29,7 +29,7 @@ def classify_images(cnn_model: dict[str, Any], predict_images: ImageFiles,
                        " ..." if len(skipped) > 10 else "")
     top = run.predict(images, params.top_k, params.batch_size, params.flip_tta)
     version = cnn_model.get("version")
-    rows = prediction_rows(names, top, version)
+    rows = inference.prediction_rows(names, top, version)
     logger.info("Classified %d image(s) from %s with cnn_model %s.", len(rows), params.source,
                 version or "(unversioned)")
     shown = params.contact_sheet_images

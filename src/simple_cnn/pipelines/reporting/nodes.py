@@ -1,28 +1,29 @@
-"""Nodes of the reporting pipeline."""
+"""Nodes of the reporting pipeline: two matplotlib figures and the HTML report (matplotlib is
+imported when a node runs: ``simple_cnn.lazy``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from matplotlib.figure import Figure
-
-from simple_cnn.first_lesson import figures as lesson_figures
 from simple_cnn.first_lesson.report import first_lesson_html
-from simple_cnn.report import comparison_figure, comparison_html, confusion_figure, figure_html
+from simple_cnn.lazy import deferred
+
+lesson_figures = deferred("simple_cnn.first_lesson.figures")
+report = deferred("simple_cnn.report")
 
 
 def plot_model_comparison(
     svm_test_metrics: dict[str, Any], cnn_test_metrics: dict[str, Any], class_names: list[str]
-) -> Figure:
+):
     """Accuracy and macro-F1, and per-class accuracy, SVM beside CNN."""
-    return comparison_figure(svm_test_metrics, cnn_test_metrics, class_names)
+    return report.comparison_figure(svm_test_metrics, cnn_test_metrics, class_names)
 
 
 def plot_confusion_matrices(
     svm_test_metrics: dict[str, Any], cnn_test_metrics: dict[str, Any], class_names: list[str]
-) -> Figure:
+):
     """Both confusion matrices on one colour scale."""
-    return confusion_figure(svm_test_metrics, cnn_test_metrics, class_names)
+    return report.confusion_figure(svm_test_metrics, cnn_test_metrics, class_names)
 
 
 def build_comparison_report(
@@ -39,8 +40,8 @@ def build_comparison_report(
     features hit a wall (the first lesson's verdicts and figures), every figure, and a link to
     the newest ablation report when there is one."""
     lesson = first_lesson_html(first_lesson_verdicts, robustness_metrics, svm_cost_scaling, "".join([
-        figure_html(lesson_figures.robustness(robustness_metrics),
+        report.figure_html(lesson_figures.robustness(robustness_metrics),
                     "Accuracy and consistency under transforms"),
-        figure_html(lesson_figures.svm_cost(svm_cost_scaling), "SVM cost as data grows")]))
-    return comparison_html(svm_test_metrics, cnn_test_metrics, cnn_training_history, class_names,
+        report.figure_html(lesson_figures.svm_cost(svm_cost_scaling), "SVM cost as data grows")]))
+    return report.comparison_html(svm_test_metrics, cnn_test_metrics, cnn_training_history, class_names,
                            ablation_report_link, lesson)

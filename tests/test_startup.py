@@ -1,0 +1,107 @@
+"""Commands that start in a blink: building the pipelines and checking every parameter imports
+no heavy library (``simple_cnn.lazy``), every node's type hints resolve (Kedro skips the
+validation of a node whose hints do not), and a run builds only the pipelines it asks for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from simple_cnn.lazy import HEAVY, deferred
+from simple_cnn.pipeline_registry import COMPOSED, LazyPipelines
+from tests.conftest import PROJECT_ROOT
+
+CHECK = r"""
+import importlib.abc, json, logging, sys
+
+class Absent(importlib.abc.MetaPathFinder):  # as without the mlflow extra, whose import is its own
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("mlflow", "kedro_mlflow"):
+            raise ModuleNotFoundError(name)
+
+sys.meta_path.insert(0, Absent())
+from kedro.config import OmegaConfigLoader
+from kedro.framework.project import pipelines, settings
+from kedro.framework.startup import bootstrap_project
+from kedro.validation.parameter_validator import ParameterValidator
+from kedro.validation.type_extractor import TypeExtractor
+
+bootstrap_project(sys.argv[1])
+requested = sys.argv[2:]
+warned = []
+handler = logging.Handler()
+handler.emit = lambda record: warned.append(record.getMessage())
+logging.getLogger("kedro.validation").addHandler(handler)
+pipelines.set_requested(requested or None)
+chosen = {name: pipelines[name] for name in (requested or list(pipelines))}
+raw = OmegaConfigLoader(sys.argv[1] + "/conf", **settings.CONFIG_LOADER_ARGS)["parameters"]
+typed = TypeExtractor(chosen).extract_types_from_pipelines()
+ParameterValidator(chosen).validate_raw_params(raw)
+from simple_cnn.parameters import check_across_groups
+check_across_groups(raw, set(raw))
+print(json.dumps({"modules": sorted(sys.modules), "typed": sorted(typed), "warned": warned}))
+"""
+
+
+def _check(*requested: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", CHECK, str(PROJECT_ROOT), *requested],
+                            capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    return sorted({name.split(".")[0] for name in modules} & set(HEAVY))
+
+
+def test_every_pipeline_is_built_and_every_parameter_checked_without_a_heavy_library():
+    seen = _check()
+    assert _heavy(seen["modules"]) == []
+    assert seen["warned"] == []  # "Could not extract type hints": that node's params unchecked
+    assert set(seen["typed"]) >= {"ingestion", "hog_svm", "cnn", "first_lesson", "predict",
+                                  "ablation"}
+    assert "simple_cnn.inference" not in seen["modules"]  # a node's core module: when it runs
+
+
+def test_a_run_builds_only_the_pipelines_it_names():
+    seen = _check("ingestion")
+    assert "simple_cnn.pipelines.ingestion.nodes" in seen["modules"]
+    for other in ("ablation", "cnn", "hog_svm", "first_lesson", "predict", "reporting"):
+        assert f"simple_cnn.pipelines.{other}.nodes" not in seen["modules"]
+    assert seen["typed"] == ["ingestion"]
+
+
+def test_the_registry_builds_each_part_once_and_lists_without_building():
+    built = []
+
+    def part(name):
+        from kedro.pipeline import Pipeline, node
+
+        built.append(name)
+        return Pipeline([node(lambda x: x, f"{name}_in", f"{name}_out", name=f"{name}_node")])
+
+    registry = LazyPipelines(part)
+    assert list(registry) == list(COMPOSED) and len(registry) == len(COMPOSED) and built == []
+    assert {n.name for n in registry["cnn"].nodes} == {"ingestion_node", "cnn_node"}
+    assert {n.name for n in registry["hog_svm"].nodes} == {"ingestion_node", "hog_svm_node"}
+    assert built == ["ingestion", "cnn", "hog_svm"]  # ingestion built once, shared
+    assert registry["cnn"] is registry["cnn"]
+
+
+def test_a_deferred_module_is_imported_once_at_first_use_even_from_many_threads(tmp_path: Path, monkeypatch):
+    (tmp_path / "slow_to_import.py").write_text(
+        "import time\nCOUNT = []\ntime.sleep(0.3)\nCOUNT.append(1)\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = deferred("slow_to_import")
+    assert "slow_to_import" not in sys.modules and "slow_to_import" in repr(module)
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(module.VALUE)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert seen == [42] * 8 and sys.modules["slow_to_import"].COUNT == [1]
+    monkeypatch.delitem(sys.modules, "slow_to_import")
