@@ -15,19 +15,25 @@ from matplotlib.figure import Figure  # noqa: E402
 def image_grid(
     images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], per_class: int = 8
 ) -> Figure:
-    """A grid with one row per class and ``per_class`` sample images in each row."""
-    n_classes = len(class_names)
+    """A grid with one row per class and ``per_class`` sample images in each row: one mosaic
+    image (a white gap between images), which draws in a fraction of the time 80 axes take."""
+    n_classes, (height, width, channels) = len(class_names), images.shape[1:]
+    gap = max(1, height // 16)
+    mosaic = np.full((n_classes * (height + gap), per_class * (width + gap), channels), 255,
+                     dtype=np.uint8)
+    for row in range(n_classes):
+        for col, index in enumerate(np.flatnonzero(labels == row)[:per_class]):
+            top, left = row * (height + gap), col * (width + gap)
+            mosaic[top:top + height, left:left + width] = images[index]
     fig = Figure(figsize=(per_class * 0.9 + 1.5, n_classes * 0.9), layout="constrained")
-    axes = fig.subplots(n_classes, per_class, squeeze=False)
-    for row, name in enumerate(class_names):
-        picks = np.flatnonzero(labels == row)[:per_class]
-        for col in range(per_class):
-            ax = axes[row, col]
-            ax.set_axis_off()
-            if col < len(picks):
-                ax.imshow(images[picks[col]].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
-        axes[row, 0].text(-0.15, 0.5, name, transform=axes[row, 0].transAxes, ha="right",
-                          va="center", fontsize=8)
+    ax = fig.subplots()
+    ax.imshow(mosaic[:-gap, :-gap].squeeze(), cmap="gray" if channels == 1 else None)
+    ax.set_xticks([])
+    ax.set_yticks([row * (height + gap) + height / 2 for row in range(n_classes)], class_names,
+                  fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     fig.suptitle("Training images, per class")
     return fig
 
