@@ -159,12 +159,7 @@ def test_the_ui_server_serves_the_runs_to_a_client(tracked):
         direct = {r.info.run_id: r.data.metrics for r in runs(client(tracked))}
         assert over_rest == direct and len(direct) == 5
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
+        _stop(server)
 
 
 @pytest.mark.slow
