@@ -35,8 +35,9 @@ def test_run_profile_lists_every_node_of_the_run(smoke_project):
 
 
 def readme_rerun_commands() -> list[str]:
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    block = re.search(r"<!-- rerun-commands -->\n```\n(.*?)```", readme, re.S).group(1)
+    """The re-run commands the docs show (``docs/steering.md``, linked from the README)."""
+    page = (PROJECT_ROOT / "docs/steering.md").read_text()
+    block = re.search(r"<!-- rerun-commands -->\n```\n(.*?)```", page, re.S).group(1)
     return [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
 
 
