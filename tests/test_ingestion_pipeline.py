@@ -147,3 +147,21 @@ def test_runtime_params_point_the_download_at_a_mirror(project, archive, http_se
         session.run(pipeline_name="ingestion")
     assert (project / "data/01_raw/cifar-10-binary.tar.gz").read_bytes() == archive.read_bytes()
     assert len(_versions(project, "train_split.npz")) == 1
+
+
+def test_the_sample_grid_puts_each_class_on_its_row_in_one_image():
+    from simple_cnn.plots import image_grid
+
+    images = np.zeros((30, 8, 8, 3), np.uint8)
+    labels = np.arange(30) % 3
+    images[labels == 1] = 100  # class 1 is gray, the others black; class 2 has 10 images
+    figure = image_grid(images, labels, ["a", "b", "c"], per_class=4)
+    (ax,) = figure.axes
+    (shown,) = ax.images
+    mosaic = np.asarray(shown.get_array())
+    gap = 1
+    assert mosaic.shape == (3 * 8 + 2 * gap, 4 * 8 + 3 * gap, 3)
+    row = lambda r: mosaic[r * (8 + gap):r * (8 + gap) + 8]  # noqa: E731
+    assert (row(0)[:, :8] == 0).all() and (row(1)[:, :8] == 100).all() and (row(2)[:, -8:] == 0).all()
+    assert (mosaic[8] == 255).all()  # the white gap between rows
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
