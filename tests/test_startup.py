@@ -105,3 +105,15 @@ def test_a_deferred_module_is_imported_once_at_first_use_even_from_many_threads(
         thread.join(timeout=30)
     assert seen == [42] * 8 and sys.modules["slow_to_import"].COUNT == [1]
     monkeypatch.delitem(sys.modules, "slow_to_import")
+
+
+def test_an_unknown_pipeline_name_is_refused_with_the_closest_names(project):
+    from tests.conftest import project_command
+
+    result = project_command(project, "run", "--pipeline", "cnnn")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "There is no pipeline 'cnnn': did you mean cnn?" in result.output
+    assert "ingestion, hog_svm, cnn" in result.output
+    result = project_command(project, "run", "--pipelines", "ingestion,xyz")
+    assert result.exit_code == 1 and "There is no pipeline 'xyz': the pipelines are" in result.output
+    assert not [p for p in (project / "data").rglob("*") if p.is_file()]  # nothing ran

@@ -79,7 +79,23 @@ TRACEBACK_OPTION = click.Option(["--traceback"], is_flag=True,
              help=kedro_run.help, short_help=kedro_run.short_help)
 def run(traceback: bool, **kwargs) -> None:
     with readable_errors(traceback):
+        check_pipeline_names([kwargs["pipeline"]] if kwargs.get("pipeline") else kwargs.get("pipelines") or [])
         kedro_run.callback(**kwargs)
+
+
+def check_pipeline_names(names: list[str]) -> None:
+    """A pipeline name that is not registered, refused before the session starts (from the
+    registry's names: nothing is built), with the closest names."""
+    from difflib import get_close_matches
+
+    from simple_cnn.pipeline_registry import COMPOSED
+
+    for name in names:
+        if name not in COMPOSED:
+            close = get_close_matches(name, list(COMPOSED), n=3)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise ConfigError(f"There is no pipeline {name!r}: {hint}the pipelines are "
+                              f"{', '.join(COMPOSED)} (kedro registry list).")
 
 
 @cli.group()
