@@ -25,14 +25,14 @@ class LazyPipelines(Mapping):
     ``kedro run --pipeline ingestion`` builds ingestion alone, not the study's 138 nodes.
     Listing the names builds nothing; Kedro's own listing (``kedro registry list``) builds all."""
 
-    def __init__(self, parts: Callable[[str], Pipeline]) -> None:
-        self._part = parts
+    def __init__(self, create: Callable[[str], Pipeline]) -> None:
+        self._create = create  # a modular pipeline's name -> that pipeline
         self._parts: dict[str, Pipeline] = {}
         self._built: dict[str, Pipeline] = {}
 
     def part(self, name: str) -> Pipeline:
         if name not in self._parts:
-            self._parts[name] = self._part(name)
+            self._parts[name] = self._create(name)
         return self._parts[name]
 
     def __getitem__(self, name: str) -> Pipeline:

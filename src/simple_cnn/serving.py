@@ -94,9 +94,10 @@ def encode_file(path: str | Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def _example_input(image_size: int) -> pd.DataFrame:
+def _example_input() -> pd.DataFrame:
+    """One gray PNG: any size will do, the model resizes what it is sent."""
     buffer = io.BytesIO()
-    Image.fromarray(np.full((image_size, image_size, 3), 128, np.uint8)).save(buffer, "PNG")
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buffer, "PNG")
     return pd.DataFrame({"file": ["gray.png"], "image": [base64.b64encode(buffer.getvalue()).decode()]})
 
 
@@ -112,13 +113,12 @@ def signature(top_k: int = TOP_K) -> ModelSignature:
         params=ParamSchema([ParamSpec("top_k", "long", top_k)]))
 
 
-def log_model(model_file: str | Path, model_version: str | None, image_size: int,
-              register: bool = True):
-    """Log a saved ``cnn_model`` file to the active MLflow run as the served model ``simple-cnn``
-    (registered under that name unless ``register`` is False); MLflow's model info."""
+def log_model(model_file: str | Path, model_version: str | None):
+    """Log a saved ``cnn_model`` file to the active MLflow run as the served model ``simple-cnn``,
+    registered under that name; MLflow's model info."""
     return mlflow.pyfunc.log_model(
         name=NAME, python_model=ServedCnn(), artifacts={"cnn_model": str(model_file)},
         model_config={"model_version": model_version}, signature=signature(),
-        input_example=_example_input(image_size),
+        input_example=_example_input(),
         pip_requirements=[f"{name}=={installed_version(name)}" for name in REQUIREMENTS],
-        registered_model_name=NAME if register else None)
+        registered_model_name=NAME)

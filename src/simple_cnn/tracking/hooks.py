@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -208,15 +209,11 @@ def _log_served_model(run_id: str, path: Path, version: str) -> None:
     """The saved model as the MLflow model that serves (``simple_cnn.serving``), in the
     session's run, registered as ``simple-cnn``."""
     from simple_cnn import serving  # torch and pandas: only for a run that saved a model
-    from simple_cnn.inference import load
 
-    image_size = load(path, "cpu").config.image_size
     active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        info = _retried(lambda: serving.log_model(path, version, image_size))
-    else:
-        with mlflow.start_run(run_id=run_id, nested=active is not None):
-            info = _retried(lambda: serving.log_model(path, version, image_size))
+    same = active is not None and active.info.run_id == run_id
+    with nullcontext() if same else mlflow.start_run(run_id=run_id, nested=active is not None):
+        info = _retried(lambda: serving.log_model(path, version))
     logger.info("Logged cnn_model %s as MLflow model %s (registered as %s, version %s); serve it "
                 "with: mlflow models serve -m %s --env-manager local", version, info.model_uri,
                 serving.NAME, info.registered_model_version, info.model_uri)
