@@ -36,13 +36,22 @@ def test_the_resize_rule_keeps_the_centre_and_never_squashes():
 
 
 def test_the_core_module_predicts_what_evaluate_cnn_did(smoke_project):
+    """The smoke env trains in bf16 on every CPU (emulated where it has no native bf16); the
+    model records that it is evaluated in full precision with mirror averaging (as
+    cnn.evaluation says), and load() predicts exactly that by default."""
     model_file = newest_file(smoke_project, "data/06_models/cnn_model.pt")
     test = np.load(newest_file(smoke_project, "data/03_primary/test_split.npz"))
     saved = np.load(newest_file(smoke_project, "data/07_model_output/cnn_test_predictions.npz"))
+    metrics = json.loads(newest_file(smoke_project, "data/08_reporting/cnn_test_metrics.json").read_text())
+    assert metrics["amp"] == "bf16" and metrics["evaluation_amp"] == "off" and metrics["flip_tta"]
+    recorded = torch.load(model_file, weights_only=True)["evaluated_with"]
+    assert recorded == {"amp": "off", "flip_tta": True}
     run = load(model_file, "cpu")
-    probabilities = run.probabilities(test["images"], flip_tta=True)  # as cnn.evaluation says
+    probabilities = run.probabilities(test["images"])  # nothing said: as it was evaluated
     assert np.array_equal(probabilities.argmax(1), saved["predictions"])
     np.testing.assert_allclose(probabilities, saved["probabilities"], atol=1e-5)
+    plain = run.probabilities(test["images"], flip_tta=False)
+    assert np.abs(plain - probabilities).max() > 1e-3  # the record, not a coincidence
     top = run.predict(test["images"][:5], k=3)
     assert all(len(t) == 3 and t[0][1] >= t[1][1] >= t[2][1] for t in top)
     assert {c for t in top for c, _ in t} <= set(run.class_names)

@@ -55,14 +55,30 @@ MODEL_FORMAT = 2
 """A saved ``cnn_model`` of this format describes itself: its configuration, classes, input
 and normalisation are stored beside the weights."""
 
+EVALUATION_AMP = "off"
+"""The precision every prediction of a saved model runs at, whatever its training used: full
+precision (fp32), so that the test metrics ``evaluate_cnn`` reports are those of the model that
+``predict``, :func:`load` and the served model call, on any CPU or GPU (a bf16 autocast gives
+other probabilities on a CPU with native bf16 than on one without)."""
 
-def describe_model(config: ModelConfig, class_names: list[str], normalise: BatchAugment) -> dict[str, Any]:
-    """What a saved model needs to be used without the parameters or data that trained it."""
+
+def describe_model(config: ModelConfig, class_names: list[str], normalise: BatchAugment,
+                   flip_tta: bool = False) -> dict[str, Any]:
+    """What a saved model needs to be used without the parameters or data that trained it,
+    and how it is evaluated (``evaluated_with``: the precision and the mirror-image averaging
+    that every prediction of it uses unless told otherwise)."""
     return {"format": MODEL_FORMAT, "model_config": config.model_dump(mode="json"),
             "class_names": list(class_names),
             "input": {"image_size": config.image_size, "channels": config.in_channels},
             "normalisation": {"mean": [float(m) for m in normalise.normalize.mean],
-                              "std": [float(s) for s in normalise.normalize.std]}}
+                              "std": [float(s) for s in normalise.normalize.std]},
+            "evaluated_with": {"amp": EVALUATION_AMP, "flip_tta": bool(flip_tta)}}
+
+
+def evaluated_with(cnn_model: dict[str, Any]) -> dict[str, Any]:
+    """How a saved model is evaluated: ``{"amp": ..., "flip_tta": ...}`` (a model saved before
+    the record: full precision, no mirror averaging)."""
+    return {"amp": EVALUATION_AMP, "flip_tta": False, **cnn_model.get("evaluated_with", {})}
 
 
 def saved_config(cnn_model: dict[str, Any]) -> ModelConfig:
@@ -86,6 +102,8 @@ class Inference:
     device: torch.device
     autocast: Any
     class_names: list[str]
+    flip_tta: bool = False
+    """The mirror-image averaging the model was evaluated with: the default of every prediction."""
 
     def images(self, images: np.ndarray) -> torch.Tensor:
         """RGB uint8 (N, H, W, 3) NumPy -> the model's uint8 (N, C, H, W) on its device."""
@@ -95,12 +113,14 @@ class Inference:
         """The normalised float batch the model takes."""
         return self.augment.prepare(self.images(images))
 
-    def logits(self, images: np.ndarray, batch_size: int, flip_tta: bool = False) -> torch.Tensor:
+    def logits(self, images: np.ndarray, batch_size: int, flip_tta: bool | None = None) -> torch.Tensor:
+        """float32 logits; ``flip_tta`` None: as the model was evaluated."""
+        tta = self.flip_tta if flip_tta is None else flip_tta
         return predict_logits(self.model, self.images(images), self.augment, self.autocast,
-                              batch_size, flip_tta=flip_tta)
+                              batch_size, flip_tta=tta)
 
     def probabilities(self, images: np.ndarray, batch_size: int = 1024,
-                      flip_tta: bool = False) -> np.ndarray:
+                      flip_tta: bool | None = None) -> np.ndarray:
         """float32 (N, classes) softmax probabilities of uint8 RGB (N, H, W, 3) images of the
         model's size."""
         if images.ndim != 4 or images.shape[1:] != (self.config.image_size, self.config.image_size, 3):
@@ -110,7 +130,7 @@ class Inference:
         return torch.softmax(self.logits(images, batch_size, flip_tta).float(), 1).cpu().numpy()
 
     def predict(self, images: np.ndarray, k: int = 3, batch_size: int = 1024,
-                flip_tta: bool = False) -> list[list[tuple[str, float]]]:
+                flip_tta: bool | None = None) -> list[list[tuple[str, float]]]:
         """Per image, the ``k`` likeliest classes with their probabilities, likeliest first."""
         probabilities = self.probabilities(images, batch_size, flip_tta)
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
@@ -118,7 +138,7 @@ class Inference:
                 for row, picks in zip(probabilities, top)]
 
     def predict_files(self, source: str | Path, k: int = 3, batch_size: int = 1024,
-                      flip_tta: bool = False) -> tuple[dict[str, list[tuple[str, float]]], list]:
+                      flip_tta: bool | None = None) -> tuple[dict[str, list[tuple[str, float]]], list]:
         """Every image under a folder or ``.tar(.gz)`` (any format and size Pillow reads,
         shorter side to the model's size then a centre crop): ``{file: top-k}``, and the files
         not read with why."""
@@ -146,17 +166,20 @@ def load(path: str | Path, device: str = "auto") -> Inference:
     return inference(torch.load(path, map_location="cpu", weights_only=True), device)
 
 
-def inference(cnn_model: dict[str, Any], device: str = "auto", amp: str = "off") -> Inference:
+def inference(cnn_model: dict[str, Any], device: str = "auto", amp: str | None = None) -> Inference:
     """Load a saved ``cnn_model`` for prediction on ``device`` (``cnn.training.device``'s
-    choices), with autocast ``amp`` (``cnn.training.amp``'s). Needs nothing but the model: its
-    configuration, classes and normalisation are saved with the weights."""
+    choices), at the precision it was evaluated at (``amp``: ``cnn.training.amp``'s choices to
+    force another). Needs nothing but the model: its configuration, classes, normalisation and
+    evaluation settings are saved with the weights."""
     config = saved_config(cnn_model)
     device_ = resolve_device(device)
-    autocast = autocast_factory(device_, resolve_amp(amp, device_))
+    record = evaluated_with(cnn_model)
+    autocast = autocast_factory(device_, resolve_amp(record["amp"] if amp is None else amp, device_))
     model = load_model(cnn_model, config).to(device_).to(memory_format=torch.channels_last)
     norm = cnn_model["normalisation"]
     augment = BatchAugment("none", norm["mean"], norm["std"], config.num_classes)
-    return Inference(model, config, augment, device_, autocast, list(cnn_model["class_names"]))
+    return Inference(model, config, augment, device_, autocast, list(cnn_model["class_names"]),
+                     flip_tta=bool(record["flip_tta"]))
 
 
 def normaliser(params: CnnParams, summary: dict[str, Any], config: ModelConfig) -> BatchAugment:

@@ -168,7 +168,7 @@ class PredictParams(ParameterGroup):
     source: str = Field("data/01_raw/predict", min_length=1)
     top_k: Int = Field(3, ge=1, le=10)
     batch_size: Int = Field(256, ge=1)
-    flip_tta: bool = False
+    flip_tta: bool | None = None  # None: as the model was evaluated (what the served model does)
     contact_sheet_images: Int = Field(48, ge=1, le=400)
 
 

@@ -73,7 +73,8 @@ def train_cnn(
                     history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
     model_dict = {"state_dict": result.best_state, "training": _run_details(history),
                   **inference.describe_model(config, dataset_summary["class_names"],
-                                   inference.normaliser(params, dataset_summary, config))}
+                                             inference.normaliser(params, dataset_summary, config),
+                                             flip_tta=params.evaluation.flip_tta)}
     if keep_at:
         model_dict["kept"] = {fraction: result.kept[step] for fraction, step in steps.items()}
         history["kept_steps"] = steps
@@ -108,9 +109,11 @@ def evaluate_cnn(
     cnn_model: dict[str, Any], test_split: Split, params: CnnParams,
 ) -> tuple[Split, dict[str, Any]]:
     """Test predictions (optionally averaged with the mirrored image) and metrics, of the model
-    as it was saved (its own configuration, whatever ``cnn.model`` says today)."""
+    as it was saved (its own configuration, whatever ``cnn.model`` says today), at the
+    precision every later prediction of it uses (full precision: ``inference.EVALUATION_AMP``),
+    whatever the training's ``amp``."""
     flip_tta, batch_size = params.evaluation.flip_tta, params.evaluation.batch_size
-    run = inference.inference(cnn_model, params.training.device, params.training.amp)
+    run = inference.inference(cnn_model, params.training.device)
     started = time.perf_counter()
     logits = run.logits(test_split["images"], batch_size, flip_tta=flip_tta)
     probabilities = torch.softmax(logits, dim=1).cpu().numpy()
@@ -122,6 +125,7 @@ def evaluate_cnn(
         **cnn_model["training"],
         predict_seconds=predict_seconds,
         flip_tta=flip_tta,
+        evaluation_amp=inference.evaluated_with(cnn_model)["amp"],
         n_parameters=sum(p.numel() for p in run.model.parameters()),
     )
     logger.info("CNN test accuracy %.4f, macro-F1 %.4f.", metrics["accuracy"], metrics["macro_f1"])

@@ -148,7 +148,7 @@ def _scores(model: dict[str, Any], parts: dict[str, Split], dataset_summary: dic
     and the dead units (per layer, and the fraction of all units, on the reported images)."""
     needed = set().union(*(NEEDS.get(m, ()) for m in metrics)) if metrics else set(PARTS)
     out: dict[str, Any] = {}
-    clean = inference.inference(model, params.training.device, params.training.amp)
+    clean = inference.inference(model, params.training.device)  # at the model's evaluation precision
     if "test" in needed:
         _, test = evaluate_cnn(model, parts["test"], params)
         out.update(test_accuracy=test["accuracy"], macro_f1=test["macro_f1"])

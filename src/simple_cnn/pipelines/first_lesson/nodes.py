@@ -62,8 +62,8 @@ def predict_cnn_under_transforms(
     cnn_model: dict[str, Any], test_split: Split, cnn_params: CnnParams, params: FirstLessonParams,
 ) -> Split:
     """The saved CNN's predicted classes on every transformed copy of the measured test images
-    (``cnn.evaluation.flip_tta`` as in its evaluation)."""
-    run = inference.inference(cnn_model, cnn_params.training.device, cnn_params.training.amp)
+    (``cnn.evaluation.flip_tta`` and the precision as in its evaluation)."""
+    run = inference.inference(cnn_model, cnn_params.training.device)
     keep = _measured(test_split, params)
 
     def predict(images: np.ndarray) -> np.ndarray:
