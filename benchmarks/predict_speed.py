@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from simple_cnn.data.cifar10 import parse_archive
-from simple_cnn.data.image_folder import fit_to_square, to_rgb
+from simple_cnn.data.decode import fit_to_square, to_rgb
 from simple_cnn.inference import describe_model, inference, normaliser
 from simple_cnn.models.config import ModelConfig
 from simple_cnn.models.simple_cnn import SimpleCNN

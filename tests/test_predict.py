@@ -15,7 +15,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from PIL import Image
 
-from simple_cnn.data.image_folder import fit_to_square
+from simple_cnn.data.decode import fit_to_square
 from simple_cnn.errors import ConfigError, DataError
 from simple_cnn.inference import inference, load
 
@@ -104,7 +104,7 @@ def test_the_predict_pipeline_classifies_every_image_and_lists_the_rest(smoke_co
     assert all(row["predicted_class"] == row["top1_class"] for row in table)
     unread = json.loads(newest_file(smoke_copy, "data/07_model_output/unread_images.json").read_text())
     assert unread == [{"file": "holiday/broken.png", "why": "cannot be read as an image"},
-                      {"file": "notes.txt", "why": "not an image format Pillow reads"}]
+                      {"file": "notes.txt", "why": "not one of the image formats read (PNG, JPEG, BMP, GIF, TIFF, WEBP, PPM)"}]
     assert newest_file(smoke_copy, "data/08_reporting/predictions.png").stat().st_size > 0
     run = load(newest_file(smoke_copy, "data/06_models/cnn_model.pt"), "cpu")
     direct, _ = run.predict_files(folder)  # the Python use gives the pipeline's answers

@@ -132,6 +132,9 @@ class Inference:
     def predict(self, images: np.ndarray, k: int = 3, batch_size: int = 1024,
                 flip_tta: bool | None = None) -> list[list[tuple[str, float]]]:
         """Per image, the ``k`` likeliest classes with their probabilities, likeliest first."""
+        if not 1 <= k <= len(self.class_names):
+            raise ValueError(f"k={k}: the model has {len(self.class_names)} classes; ask for 1 to "
+                             f"{len(self.class_names)}")
         probabilities = self.probabilities(images, batch_size, flip_tta)
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         return [[(self.class_names[c], float(row[c])) for c in picks]

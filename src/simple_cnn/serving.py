@@ -12,9 +12,12 @@ sent base64-encoded::
     -> {"predictions": [{"file": "cat.png", "predicted_class": "cat", "probability": 0.91,
                          "top1_class": "cat", "top1_probability": 0.91, ..., "model_version": ...}]}
 
-``file`` is optional (rows are then named ``0``, ``1``, ...). Any format and size Pillow reads is
-taken, resized as the pipeline does (shorter side to the model's size, then a centre crop); a
-row that is not an image is refused with its name (HTTP 400), never answered with a guess.
+``file`` is optional (rows are then named ``0``, ``1``, ...). The image formats and limits are
+the pipeline's (``simple_cnn.data.decode``), and so is the resize (the centre square, to the
+model's size); a row that is not such an image, or one past the limits, is refused with its
+name (HTTP 400), never answered with a guess. ``top_k`` is 1 to the number of classes;
+``flip_tta`` (mirror averaging) is what the model was evaluated with unless a request sets it,
+as in the ``predict`` pipeline. A request of no rows gets an answer of no rows.
 
 Needs the ``mlflow`` extra; serve with this project installed: ``--env-manager local``.
 """
@@ -37,7 +40,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
-from simple_cnn.data.image_folder import Limits, decode_image
+from simple_cnn.data.decode import FORMATS, Limits
+from simple_cnn.data.image_folder import decode_image
+from simple_cnn.errors import DataError
 from simple_cnn.inference import Inference, load, prediction_rows
 
 NAME = "simple-cnn"
@@ -56,12 +61,32 @@ class ServedCnn(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
                 ) -> pd.DataFrame:
         """The ``predict`` pipeline's table for the base64-encoded image files of ``image``."""
-        top_k = int((params or {}).get("top_k", TOP_K))
+        top_k, flip_tta = _settings(params or {}, len(self._run.class_names), self._run.flip_tta)
         names = _names(model_input)
+        if not names:
+            return pd.DataFrame(columns=_columns(top_k))
         images = np.stack([_image(name, data, self._run.config.image_size)
                            for name, data in zip(names, model_input["image"])])
-        top = self._run.predict(images, k=top_k)
+        top = self._run.predict(images, k=top_k, flip_tta=flip_tta)
         return pd.DataFrame(prediction_rows(names, top, self._version))
+
+
+def _settings(params: dict[str, Any], n_classes: int, evaluated_tta: bool) -> tuple[int, bool]:
+    """The request's ``top_k`` (1 to the number of classes) and ``flip_tta`` (the model's own
+    unless set); a value outside them is refused naming the parameter."""
+    top_k, flip_tta = params.get("top_k", TOP_K), params.get("flip_tta")
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or not 1 <= top_k <= n_classes:
+        raise _refusal(f"params.top_k={top_k!r}: must be a whole number from 1 to {n_classes} "
+                       f"(the model's classes).")
+    if flip_tta is not None and not isinstance(flip_tta, bool | np.bool_):
+        raise _refusal(f"params.flip_tta={flip_tta!r}: must be true or false (or left out: as "
+                       f"the model was evaluated, {str(evaluated_tta).lower()}).")
+    return int(top_k), evaluated_tta if flip_tta is None else bool(flip_tta)
+
+
+def _columns(top_k: int) -> list[str]:
+    ranks = [f"top{r}_{what}" for r in range(1, top_k + 1) for what in ("class", "probability")]
+    return ["file", "predicted_class", "probability", *ranks, "model_version"]
 
 
 def _names(model_input: pd.DataFrame) -> list[str]:
@@ -79,14 +104,27 @@ def _image(name: str, data: str, image_size: int) -> np.ndarray:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, TypeError, ValueError):
         raise _refusal(f"row {name!r}: 'image' is not base64-encoded file bytes.") from None
-    pixels = decode_image(name, raw, image_size, Limits())
+    try:
+        pixels = decode_image(name, raw, image_size, Limits())
+    except DataError as error:
+        raise _refusal(f"row {name!r}: {error}") from None
     if pixels is None:
-        raise _refusal(f"row {name!r}: the bytes are not an image Pillow reads.")
+        raise _refusal(f"row {name!r}: the bytes are not an image of the formats read "
+                       f"({', '.join(FORMATS)}).")
     return pixels
 
 
 def _refusal(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _evaluated_tta(model_file: str | Path) -> bool:
+    """The mirror averaging the saved model records (its weights are small: read in a blink)."""
+    import torch
+
+    from simple_cnn.inference import evaluated_with
+
+    return bool(evaluated_with(torch.load(model_file, map_location="cpu", weights_only=True))["flip_tta"])
 
 
 def encode_file(path: str | Path) -> str:
@@ -101,8 +139,9 @@ def _example_input() -> pd.DataFrame:
     return pd.DataFrame({"file": ["gray.png"], "image": [base64.b64encode(buffer.getvalue()).decode()]})
 
 
-def signature(top_k: int = TOP_K) -> ModelSignature:
-    """Columns in and out, and the ``top_k`` parameter a request may set."""
+def signature(flip_tta: bool, top_k: int = TOP_K) -> ModelSignature:
+    """Columns in and out, and the ``top_k`` and ``flip_tta`` parameters a request may set
+    (``flip_tta``'s default: as the model was evaluated)."""
     ranks = [ColSpec(kind, f"top{r}_{what}") for r in range(1, top_k + 1)
              for kind, what in (("string", "class"), ("double", "probability"))]
     return ModelSignature(
@@ -110,7 +149,8 @@ def signature(top_k: int = TOP_K) -> ModelSignature:
         outputs=Schema([ColSpec("string", "file"), ColSpec("string", "predicted_class"),
                         ColSpec("double", "probability"), *ranks,
                         ColSpec("string", "model_version", required=False)]),
-        params=ParamSchema([ParamSpec("top_k", "long", top_k)]))
+        params=ParamSchema([ParamSpec("top_k", "long", top_k),
+                            ParamSpec("flip_tta", "boolean", flip_tta)]))
 
 
 def log_model(model_file: str | Path, model_version: str | None):
@@ -118,7 +158,7 @@ def log_model(model_file: str | Path, model_version: str | None):
     registered under that name; MLflow's model info."""
     return mlflow.pyfunc.log_model(
         name=NAME, python_model=ServedCnn(), artifacts={"cnn_model": str(model_file)},
-        model_config={"model_version": model_version}, signature=signature(),
+        model_config={"model_version": model_version}, signature=signature(_evaluated_tta(model_file)),
         input_example=_example_input(),
         pip_requirements=[f"{name}=={installed_version(name)}" for name in REQUIREMENTS],
         registered_model_name=NAME)

@@ -2,46 +2,41 @@
 
 Like torchvision's ``ImageFolder``, one sub-folder per class, with ``train`` and ``test``
 splits and an optional ``val`` split (used as the validation split when present). A class's
-images may sit in sub-folders of its folder (``train/cat/indoor/1.png`` is a cat). Every format
-Pillow reads is read; every mode and bit depth is converted to 8-bit RGB by its range (16-bit
-gray is scaled, not clipped), then resized to a square ``image_size``. Files that are not
+images may sit in sub-folders of its folder (``train/cat/indoor/1.png`` is a cat). Each file is
+decoded by :mod:`simple_cnn.data.decode` (the formats it names, EXIF orientation, alpha on
+white, every mode by its range), then resized to a square ``image_size``. Files that are not
 read (not under ``<split>/<class>/``, or not an image format) are logged by name. Files are
-read and decoded one at a time, and a file, the whole read, or an image's pixel count past
-:class:`Limits` is refused by name: a crafted archive cannot exhaust the memory.
+read and decoded one at a time, and a file, the whole read, or an image's pixel count or
+aspect ratio past :class:`Limits` is refused by name: a crafted archive cannot exhaust the
+memory.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import tarfile
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from simple_cnn.data.decode import (
+    FORMATS,
+    IMAGE_SUFFIXES,
+    Limits,
+    TooLarge,
+    decode,
+    fit_to_square,
+    squash_to_square,
+)
 from simple_cnn.data.raw import RawImages
 from simple_cnn.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 SPLITS = ("train", "val", "test")
-_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one read may take: the bytes of one file, of all files together, and the pixels of
-    one image (Pillow's own bomb check stops only at about 179 million). A file past a limit is
-    refused by name, before its bytes are read."""
-
-    file_bytes: int = 64 * 2**20
-    total_bytes: int = 16 * 2**30
-    image_pixels: int = 64 * 2**20
+NOT_AN_IMAGE = f"not one of the image formats read ({', '.join(FORMATS)})"
 
 
 @dataclass(frozen=True)
@@ -67,21 +62,6 @@ def _entries(path: Path) -> Iterator[_Entry]:
                                  lambda m=member: tar.extractfile(m).read())
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DataError(f"{path} is not a readable folder or .tar(.gz) archive ({error}).") from error
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB of any mode: 16- and 32-bit gray scaled by their range (Pillow's own
-    ``convert`` clips them, turning a 16-bit image white), palettes through RGBA."""
-    if image.mode in _SIXTEEN_BIT or image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        full = {"F": 1.0}.get(image.mode, 65535.0 if image.mode in _SIXTEEN_BIT else None)
-        if full is None:  # 32-bit integers: 8-bit or 16-bit data, as the values tell
-            full = 255.0 if values.max() <= 255 else 65535.0
-        gray = np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
-    if image.mode in ("P", "PA", "LA"):
-        image = image.convert("RGBA")
-    return image.convert("RGB")
 
 
 def _log_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
@@ -110,11 +90,11 @@ def _collect(path: Path, image_size: int, limits: Limits) -> tuple[Files, list[s
             skipped.append((str(entry.name), "not under <split>/<class>/"))
             continue
         if entry.name.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append((str(entry.name), "not an image format Pillow reads"))
+            skipped.append((str(entry.name), NOT_AN_IMAGE))
             continue
         total += entry.size
         _check_size(path, entry, total, limits)
-        pixels = _decode(path, entry, image_size, limits)
+        pixels = _decode(path, entry, image_size, limits, squash_to_square)
         if pixels is None:
             unreadable.append(str(entry.name))
         files[parts[split_at]].append((parts[split_at + 1], entry.name, pixels))
@@ -140,46 +120,19 @@ def _check_size(path: Path, entry: _Entry, total: int, limits: Limits) -> None:
             "catalog entry if the folder is meant to be that large.")
 
 
-def fit_to_square(image: Image.Image, size: int) -> Image.Image:
-    """The prediction-time resize rule: the shorter side to ``size`` (bilinear, antialiased),
-    then the centre ``size`` x ``size`` crop, so no image is squashed."""
-    width, height = image.size
-    scale = size / min(width, height)
-    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))),
-                           Image.Resampling.BILINEAR)
-    left, top = (resized.width - size) // 2, (resized.height - size) // 2
-    return resized.crop((left, top, left + size, top + size))
-
-
-def squash_to_square(image: Image.Image, size: int) -> Image.Image:
-    """The training-time rule of an image folder: the whole image resized to ``size`` x ``size``."""
-    return image.resize((size, size), Image.Resampling.BILINEAR)
-
-
-def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits,
-            resize=squash_to_square) -> np.ndarray | None:
-    """The image resized to ``image_size`` by ``resize`` (uint8 RGB), None if Pillow cannot read
-    it; an image of more pixels than ``limits.image_pixels`` is refused by name."""
+def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits, resize) -> np.ndarray | None:
+    """The entry's image resized to ``image_size`` by ``resize`` (uint8 RGB), None if it is not
+    an image of the formats read; one past ``limits`` is refused by name."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below
-            with Image.open(io.BytesIO(entry.read())) as image:
-                width, height = image.size
-                if width * height > limits.image_pixels:
-                    raise Image.DecompressionBombError(f"{width} x {height} pixels")
-                return np.asarray(resize(to_rgb(image), image_size))
-    except Image.DecompressionBombError as error:
-        raise DataError(
-            f"{path}: {entry.name} is refused: {error}, above the limit of "
-            f"{limits.image_pixels:,} pixels per image (a decompression bomb, or an image far "
-            "larger than a classifier needs); remove it or shrink it.") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
+        return decode(entry.read(), image_size, limits, resize)
+    except TooLarge as error:
+        raise DataError(f"{path}: {entry.name} is refused: {error}; remove it or shrink it.") from None
 
 
 def decode_image(name: str, data: bytes, image_size: int, limits: Limits = Limits()) -> np.ndarray | None:
     """One image file's bytes (a request's, say) as the prediction-time uint8 RGB square of
-    :func:`fit_to_square`; None if Pillow cannot read them; refused by name past ``limits``."""
+    :func:`fit_to_square`; None if they are not an image of the formats read; refused by name
+    (a :class:`DataError`) past ``limits``."""
     entry = _Entry(PurePosixPath(name), len(data), lambda: data)
     _check_size(Path("the request"), entry, len(data), limits)
     return _decode(Path("the request"), entry, image_size, limits, fit_to_square)
@@ -257,7 +210,7 @@ def read_images(path: str | Path, image_size: int, limits: Limits = Limits()
     names, images, skipped, total = [], [], [], 0
     for entry in _entries(path):
         if entry.name.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append((str(entry.name), "not an image format Pillow reads"))
+            skipped.append((str(entry.name), NOT_AN_IMAGE))
             continue
         total += entry.size
         _check_size(path, entry, total, limits)
@@ -268,7 +221,7 @@ def read_images(path: str | Path, image_size: int, limits: Limits = Limits()
             names.append(str(entry.name))
             images.append(pixels)
     if not names:
-        found = f" ({len(skipped)} file(s), none an image Pillow reads)" if skipped else ""
+        found = f" ({len(skipped)} file(s), none an image of the formats read)" if skipped else ""
         raise DataError(f"{path} holds no images to classify{found}. {where}")
     order = np.argsort(names)
     return ([names[i] for i in order], np.stack(images)[order], sorted(skipped))

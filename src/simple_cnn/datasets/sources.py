@@ -15,7 +15,8 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from simple_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL, Cifar10Archive
-from simple_cnn.data.image_folder import ImageFiles, ImageFolder, Limits
+from simple_cnn.data.decode import Limits
+from simple_cnn.data.image_folder import ImageFiles, ImageFolder
 
 
 class _LocationDataset(AbstractDataset):

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from simple_cnn.data.image_folder import ImageFiles
+from simple_cnn.errors import ConfigError
 from simple_cnn.lazy import deferred
 from simple_cnn.parameters import PredictParams
 
@@ -22,6 +23,9 @@ def classify_images(cnn_model: dict[str, Any], predict_images: ImageFiles,
     spreadsheet opens); the files not classified, with why; a contact sheet of the first
     images with their predicted class."""
     run = inference.inference(cnn_model)
+    if params.top_k > len(run.class_names):
+        raise ConfigError(f"predict.top_k={params.top_k} is more than the model's "
+                          f"{len(run.class_names)} classes; choose 1 to {len(run.class_names)}.")
     names, images, skipped = predict_images.read(run.config.image_size)
     if skipped:
         shown = "; ".join(f"{name} ({why})" for name, why in skipped[:10])
