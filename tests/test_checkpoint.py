@@ -25,8 +25,8 @@ LABELS = np.array([3, 7])
 MODEL = {"base_width": 8}
 
 
-def signature(**changes) -> dict:
-    return run_signature(TrainConfig(epochs=4, warmup=1, **changes), "standard", IMAGES, LABELS)
+def signature(resolved: str = "bf16", **changes) -> dict:
+    return run_signature(TrainConfig(epochs=4, warmup=1, **changes), "standard", IMAGES, LABELS, resolved)
 
 
 def test_the_signature_holds_every_shaping_setting_and_nothing_else():
@@ -35,9 +35,51 @@ def test_the_signature_holds_every_shaping_setting_and_nothing_else():
     for how_it_runs in ({"resume": True}, {"progress_bar": False}, {"device": "cpu"}, {"compile": True},
                         {"log_every": 7}):
         assert signature(**how_it_runs) == base, how_it_runs
-    for shaping in ({"lr": 0.1}, {"seed": 1}, {"batch_size": 32}, {"amp": "off"}, {"max_steps": 9}):
+    for shaping in ({"lr": 0.1}, {"seed": 1}, {"batch_size": 32}, {"max_steps": 9}, {"order_seed": 5}):
         assert signature(**shaping) != base, shaping
-    assert run_signature(TrainConfig(epochs=4, warmup=1), "heavy", IMAGES, LABELS)["augmentation"] == "heavy"
+    assert run_signature(TrainConfig(epochs=4, warmup=1), "heavy", IMAGES, LABELS, "off")["augmentation"] == "heavy"
+
+
+def test_the_signature_holds_the_precision_the_setting_resolved_to():
+    """``amp: auto`` is bf16 on one machine and off (or fp16) on another: the signature holds
+    what it resolved to, so a checkpoint is resumed only at the precision it was trained at."""
+    assert signature("bf16", amp="auto")["amp"] == "bf16" == signature("bf16", amp="bf16")["amp"]
+    assert signature("off", amp="auto") != signature("fp16", amp="auto")
+    assert signature("off", amp="auto") == signature("off", amp="off")
+
+
+def test_a_cpu_run_resumed_where_auto_means_fp16_is_refused_by_name_not_a_crash(tmp_path, monkeypatch):
+    """A CPU checkpoint (no loss scaling: an empty GradScaler state) resumed on a GPU, where auto
+    resolves to fp16 with a GradScaler, used to fail inside GradScaler.load_state_dict({})."""
+    import torch
+
+    from simple_cnn.augment import BatchAugment
+    from simple_cnn.training import loop
+    from simple_cnn.training.loop import fit
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8), np.arange(16) % 2
+    config = TrainConfig(epochs=2, warmup=0, batch_size=8, device="cpu", amp="auto", progress_bar=False)
+    augment = BatchAugment("none", [0.5] * 3, [0.25] * 3, 2)
+
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+
+    monkeypatch.setattr(loop, "resolve_amp", lambda mode, device: None)  # a CPU without bf16
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), images, labels, images[:4], labels[:4], augment, config, tmp_path / "last.pt",
+            on_epoch_end=lambda epoch, row: _stop(epoch))
+    monkeypatch.setattr(loop, "resolve_amp", lambda mode, device: torch.float16)  # auto on a GPU
+    resumed = config.model_copy(update={"resume": True})
+    with pytest.raises(ConfigError, match=r"it was trained with other settings or data \(amp: "
+                                          r"checkpoint 'off', now 'fp16'\)"):
+        fit(model(), images, labels, images[:4], labels[:4], augment, resumed, tmp_path / "last.pt")
+
+
+def _stop(epoch: int) -> None:
+    if epoch == 1:
+        raise KeyboardInterrupt  # as a killed run: the checkpoint of epoch 1 stays
 
 
 def test_the_fingerprint_sees_every_pixel_label_and_the_shape_but_not_the_label_dtype():

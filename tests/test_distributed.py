@@ -27,7 +27,8 @@ from simple_cnn.training import distributed
 from simple_cnn.training.config import TrainConfig
 from simple_cnn.training.distributed import _failure, _keep, _start_method, check_world
 from simple_cnn.training.launch import fit_on_processes
-from simple_cnn.training.loop import FitResult, fit
+from simple_cnn.training.loop import fit
+from simple_cnn.training.state import FitResult
 
 DATA = make_synthetic(n_train=640, n_test=160, seed=5)
 MEAN, STD = channel_stats(DATA.train_images)
@@ -160,9 +161,60 @@ def test_settings_that_cannot_run_on_cpu_are_refused_before_any_process_starts(t
 
 def test_more_processes_than_gpus_or_an_uneven_batch_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(ConfigError, match=r"nproc_per_node=4 but 2 GPU\(s\) are visible"):
+    with pytest.raises(ConfigError, match=r"nproc_per_node=4 processes on this machine but 2 GPU\(s\) "
+                                          r"are visible"):
         check_world(4, settings(), torch.device("cuda"))
     check_world(2, settings(distributed={"sync_batchnorm": True}), torch.device("cuda"))
+
+
+def test_the_world_is_checked_per_machine_and_one_visible_gpu_per_task_is_a_gpu_each(monkeypatch):
+    """torchrun --nnodes 2 --nproc-per-node 8 (16 processes, 8 per machine of 8 GPUs), and SLURM's
+    one visible GPU per task, used to be refused: the global world was compared with the local
+    GPUs, and a local rank of 3 asked for a device that a task with one GPU does not have."""
+    from simple_cnn.training.distributed import World
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    check_world(16, settings(batch_size=256), torch.device("cuda"), local_size=8)
+    with pytest.raises(ConfigError, match=r"nproc_per_node=16 processes on this machine but 8 GPU"):
+        check_world(16, settings(batch_size=256), torch.device("cuda"), local_size=16)
+    assert World(rank=11, size=16, local_rank=3, local_size=8).device(torch.device("cuda")) == torch.device("cuda", 3)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # SLURM: each task sees its own GPU
+    check_world(4, settings(batch_size=256), torch.device("cuda"), local_size=4)
+    assert World(rank=3, size=4, local_rank=3, local_size=4).device(torch.device("cuda")) == torch.device("cuda", 0)
+    assert World().device(torch.device("cuda")) == torch.device("cuda")
+
+
+class NaNAt(torch.nn.Module):
+    """Logits that turn NaN on rank 1 at its ``at``-th training forward: a counter in a buffer, so
+    the interval's replay (which restores the buffers) meets the NaN again, and the trap's
+    search, one forward later, does not: it then runs a backward to look for it there."""
+
+    def __init__(self, inner: torch.nn.Module, at: int) -> None:
+        super().__init__()
+        self.inner, self.at = inner, at
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if torch.distributed.get_rank() == 1 and int(self.calls) == self.at:
+                out = out * float("nan")
+        return out
+
+
+@pytest.mark.timeout(90)
+def test_the_nan_trap_under_ddp_searches_a_plain_copy_and_does_not_hang(tmp_path):
+    """Rank 1 alone sees the NaN. Its search for the layer runs a backward; on the model inside
+    DistributedDataParallel that backward would wait for rank 0's gradients, which never come."""
+    torch.manual_seed(0)
+    model = NaNAt(SimpleCNN(MODEL), at=3)
+    args = (model, DATA.train_images, DATA.train_labels, DATA.test_images, DATA.test_labels, AUGMENT,
+            settings(), tmp_path / "last.pt", None, None)
+    with pytest.raises(NonFiniteLossError) as error:
+        distributed.launch(fit, args, 2, "gloo", None)
+    assert error.value.details["step"] == 3
+    assert "no layer on a re-run of the batch" in str(error.value)
     uneven = settings().model_copy(update={"batch_size": 63})  # torchrun's world, not the params'
     with pytest.raises(ConfigError, match=r"batch_size=63 \(the global batch\) does not split "
                        r"evenly over 2 processes; use a multiple of 2, e\.g\. 62"):
@@ -296,8 +348,8 @@ def _threads_used_after_a_matmul() -> int:
 def test_processes_of_several_threads_are_spawned_and_do_not_hang():
     """GNU OpenMP hangs a forked child that starts a thread pool after its parent used one;
     so only single-threaded CPU processes are forked."""
-    assert [_start_method("gloo", 1), _start_method("gloo", 2), _start_method("nccl", 1)] == \
-        ["fork", "spawn", "spawn"]
+    assert [_start_method("gloo", 1), _start_method("gloo", 2), _start_method("nccl", 1, "cuda"),
+            _start_method("gloo", 1, "cuda")] == ["fork", "spawn", "spawn", "spawn"]  # Gloo between GPUs: spawn
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

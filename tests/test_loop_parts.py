@@ -6,7 +6,6 @@ epoch that reads the device once per ``log_every`` steps."""
 import contextlib
 import logging
 import math
-import subprocess
 import sys
 
 import pytest
@@ -17,30 +16,29 @@ from simple_cnn.augment import BatchAugment
 from simple_cnn.errors import ConcurrentRunError, ConfigError, NonFiniteLossError
 from simple_cnn.training.checkpoint import checkpoint_lock
 from simple_cnn.training.config import TrainConfig
+from simple_cnn.training.device import amp_name, autocast_factory
 from simple_cnn.training.diagnostics import first_non_finite_layer, non_finite_message
 from simple_cnn.training.distributed import World
+from simple_cnn.training.evaluation import evaluate, predict_logits
 from simple_cnn.training.loop import (
-    FitResult,
     _build,
     _log_start,
-    _non_finite,
-    _optimiser_step,
     _record,
     _restore,
-    _rng_state,
-    _set_rng_state,
     _update_best,
-    amp_name,
-    autocast_factory,
-    epoch_order,
-    epoch_seed,
-    evaluate,
     fit,
     make_optimizer,
-    predict_logits,
+)
+from simple_cnn.training.state import FitResult
+from simple_cnn.training.steps import (
+    _non_finite,
+    _optimiser_step,
+    _rng_state,
+    _set_rng_state,
+    epoch_order,
+    epoch_seed,
     train_one_epoch,
 )
-from tests.conftest import PROJECT_ROOT
 
 AUGMENT = BatchAugment("none", [0.5] * 3, [0.25] * 3, num_classes=3)
 
@@ -274,13 +272,6 @@ def test_a_non_finite_loss_found_late_is_replayed_to_its_exact_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_gpu_check_says_there_is_no_cuda_and_exits_0():
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks/gpu_check.py")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "No CUDA device here" in result.stdout
-
-
 def test_an_epochs_row_is_the_mean_loss_and_accuracy_of_its_steps(tmp_path):
     """With the weights all but frozen (lr 1e-30), each step's loss is the model's on its batch
     of the seeded permutation, so the row can be computed without the loop."""
@@ -568,7 +559,7 @@ def test_a_run_that_stops_early_keeps_its_best_for_the_steps_it_did_not_reach(tm
 
 
 def test_an_epoch_is_cut_into_intervals_at_the_kept_steps():
-    from simple_cnn.training.loop import _intervals
+    from simple_cnn.training.steps import _intervals
 
     assert _intervals(10, 4, []) == [(0, 4), (4, 8), (8, 10)]
     assert _intervals(10, 4, [2, 4, 10, 13, -1]) == [(0, 2), (2, 4), (4, 8), (8, 10)]

@@ -1,7 +1,9 @@
 """Batched data augmentation on the training device, by preset.
 
 Training images stay on the device as uint8 (N, C, H, W); each batch is augmented there, then
-converted to float and normalised with the train split's per-channel mean/std.
+converted to float and normalised with the train split's per-channel mean/std. Move the module
+to the training device (``.to(device)``): its normalisation statistics are buffers, and kornia
+draws its random parameters on the device its modules are on.
 
 Every random transform draws its parameters *per image* and is applied to the whole batch at
 once (no Python loop over images; a ``torchvision.transforms.v2`` transform called on a batch
@@ -15,7 +17,8 @@ would give every image the same crop):
 - CutMix and MixUp are batch transforms by design: ``v2.CutMix`` / ``v2.MixUp``.
 
 Presets: ``none`` (only normalisation), ``standard`` (crop 4 px + flip), ``seed``
-(RandomResizedCrop 0.8-1 + ColorJitter 0.4/0.4 + GaussianBlur(3) p=0.3 + flip), ``medium``
+(RandomResizedCrop 0.8-1 + ColorJitter 0.4/0.4, brightness then contrast + GaussianBlur(3) p=0.3
++ flip), ``medium``
 (standard + rotation up to 10 degrees + RandomErasing p=0.5), ``heavy`` (medium + CutMix/MixUp,
 soft labels), ``auto`` (by training-set size).
 """
@@ -91,6 +94,31 @@ class ResizedCropFlip(nn.Module):
         return random_resized_crop_flip(images, self.scale)
 
 
+class RandomBlur(nn.Module):
+    """Per-image Gaussian blur with probability ``p`` (a 3x3 kernel, sigma drawn per image), as
+    one grouped convolution with reflected borders. kornia's ``RandomGaussianBlur`` checks its
+    sigmas on the host: with the module on a GPU that is a synchronisation in every step."""
+
+    def __init__(self, sigma: tuple[float, float], p: float) -> None:
+        super().__init__()
+        self.sigma, self.p = sigma, p
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = images.shape
+        device, dtype = images.device, images.dtype
+        sigma = torch.empty(n, 1, device=device, dtype=dtype).uniform_(*self.sigma)
+        taps = torch.exp(-torch.arange(-1, 2, device=device, dtype=dtype).square() / (2 * sigma.square()))
+        taps = taps / taps.sum(1, keepdim=True)
+        kernels = taps[:, :, None] * taps[:, None, :]  # (n, 3, 3), separable
+        identity = torch.zeros(3, 3, device=device, dtype=dtype)
+        identity[1, 1] = 1.0
+        blurred = torch.rand(n, 1, 1, device=device) < self.p
+        kernels = torch.where(blurred, kernels, identity)
+        weight = kernels.repeat_interleave(c, 0)[:, None]  # one kernel per image and channel
+        padded = F.pad(images.reshape(1, n * c, h, w), (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(padded, weight, groups=n * c).reshape(n, c, h, w)
+
+
 class BatchAugment(nn.Module):
     """uint8 batch (N, C, H, W) -> normalised float batch, and labels -> training targets.
 
@@ -109,8 +137,12 @@ class BatchAugment(nn.Module):
         if preset not in PRESETS or preset == "auto":
             raise ConfigError(f"BatchAugment needs a resolved preset, got {preset!r}.")
         self.preset = preset
-        self.to_float = v2.ToDtype(torch.float32, scale=True)
-        self.normalize = v2.Normalize(list(mean), list(std))
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        # Buffers: they move with the module, so normalising a batch on the GPU copies nothing
+        # from the host (v2.Normalize makes tensors of its lists on every call: two blocking
+        # copies per batch).
+        self.register_buffer("_mean", torch.tensor(self.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(self.std).view(1, -1, 1, 1), persistent=False)
         self.crop_flip = preset in ("standard", "medium", "heavy")
         self.before_normalize: nn.Module | None = None  # on floats in [0, 1]
         self.after_normalize: nn.Module | None = None
@@ -118,8 +150,10 @@ class BatchAugment(nn.Module):
         if preset == "seed":
             self.before_normalize = nn.Sequential(
                 ResizedCropFlip(scale=(0.8, 1.0)),
-                K.ColorJitter(brightness=0.4, contrast=0.4),
-                K.RandomGaussianBlur(3, sigma=(0.1, 2.0), p=0.3),
+                # a fixed order (brightness, then contrast): kornia's sync-free path; a random
+                # order is read on the host in every call
+                K.ColorJitter(brightness=0.4, contrast=0.4, order=(0, 1)),
+                RandomBlur(sigma=(0.1, 2.0), p=0.3),
             )
         if preset in ("medium", "heavy"):
             self.before_normalize = K.RandomRotation(10.0, resample="nearest", p=1.0)
@@ -132,6 +166,14 @@ class BatchAugment(nn.Module):
     @property
     def soft_labels(self) -> bool:
         return self.batch_mix is not None
+
+    def to_float(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 in 0..255 -> float32 in 0..1."""
+        return images.to(torch.float32).div_(255.0)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Per channel: (x - mean) / std, with the train split's statistics."""
+        return (images - self._mean) / self._std
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> normalised float, no randomness."""

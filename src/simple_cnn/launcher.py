@@ -21,3 +21,9 @@ def under_torchrun() -> bool:
 def local_rank() -> int:
     """This process's rank among those on its machine (its GPU, on CUDA); 0 without a launcher."""
     return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def local_world_size() -> int:
+    """How many of the processes run on this machine (torchrun's ``LOCAL_WORLD_SIZE``); 1
+    without a launcher."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if under_torchrun() or "LOCAL_WORLD_SIZE" in os.environ else 1

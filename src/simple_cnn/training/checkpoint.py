@@ -42,10 +42,12 @@ def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
 
 
 def run_signature(config: TrainConfig, augmentation: str, images: np.ndarray,
-                  labels: np.ndarray) -> dict[str, Any]:
-    """What a resumed run must share with the checkpoint it continues."""
+                  labels: np.ndarray, amp: str) -> dict[str, Any]:
+    """What a resumed run must share with the checkpoint it continues: ``amp`` is the precision
+    the setting resolved to here (``auto`` is bf16 on one machine, off on another: a CPU run
+    resumed on a GPU is refused by name, never half-restored)."""
     settings = config.model_dump(exclude=set(NOT_SHAPING))
-    return {**settings, "augmentation": augmentation, "train_data": fingerprint(images, labels)}
+    return {**settings, "amp": amp, "augmentation": augmentation, "train_data": fingerprint(images, labels)}
 
 
 @contextlib.contextmanager

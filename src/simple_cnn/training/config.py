@@ -52,6 +52,7 @@ class TrainConfig(Model):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     compile: bool = False
     seed: Int = Field(0, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    order_seed: Int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])  # None: seed
     early_stopping_patience: Int = Field(0, ge=0)
     resume: bool = False
     progress_bar: bool = True
@@ -103,6 +104,12 @@ class TrainConfig(Model):
                 f"({n_train} images); choose at most {n_train}."
             )
         return steps
+
+    @property
+    def shuffle_seed(self) -> int:
+        """What seeds each epoch's order and augmentation (and dropout) draws: ``order_seed``,
+        or ``seed`` (which alone seeds the initial weights and the training part)."""
+        return self.seed if self.order_seed is None else self.order_seed
 
     def warmup_steps(self, steps_per_epoch: int) -> int:
         steps = self.warmup * steps_per_epoch if self.warmup_unit == "epochs" else self.warmup

@@ -14,7 +14,8 @@ from simple_cnn.errors import NonFiniteLossError  # noqa: F401 - raised by the l
 def non_finite_message(loss: float, epoch: int, step: int, steps_per_epoch: int, global_step: int,
                        lr: float, where: str, checkpoint_path: object, last_epoch: int) -> str:
     """What the NaN trap tells the user: when, at what LR, where, and what is kept."""
-    last_good = (f"{checkpoint_path} (epoch {last_epoch})" if last_epoch
+    last_good = ("none (this run keeps no checkpoint)" if checkpoint_path is None else
+                 f"{checkpoint_path} (epoch {last_epoch})" if last_epoch
                  else "none yet (the failure came in the first epoch)")
     return (f"Loss became {loss} at epoch {epoch}, step {step}/{steps_per_epoch} (global step "
             f"{global_step}) with lr {lr:.4g}. First non-finite: {where}. Training stopped; the "

@@ -56,6 +56,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    local_size: int = 1  # processes on this machine
 
     @property
     def main(self) -> bool:
@@ -63,8 +64,11 @@ class World:
         return self.rank == 0
 
     def device(self, device: torch.device) -> torch.device:
-        """One GPU per process on CUDA (by local rank), the device itself otherwise."""
-        return torch.device("cuda", self.local_rank) if device.type == "cuda" and self.size > 1 else device
+        """One GPU per process on CUDA: the local rank's, or the only one a process sees (one
+        visible GPU per task, as SLURM gives them); the device itself otherwise."""
+        if device.type != "cuda" or self.size == 1:
+            return device
+        return torch.device("cuda", self.local_rank if torch.cuda.device_count() > 1 else 0)
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over the ranks (in place)."""
@@ -99,7 +103,8 @@ class World:
 def current() -> World:
     """This process's rank and world (rank 0 of 1 outside a process group)."""
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), launcher.local_rank())
+        return World(dist.get_rank(), dist.get_world_size(), launcher.local_rank(),
+                     launcher.local_world_size())
     return World()
 
 
@@ -113,16 +118,21 @@ def backend_for(requested: str, device: torch.device) -> str:
     return requested
 
 
-def check_world(size: int, config: TrainConfig, device: torch.device) -> None:
-    """Refuse a world that cannot train: more processes than GPUs, a global batch that does not
-    split evenly, a device or layer that DDP does not support there."""
+def check_world(size: int, config: TrainConfig, device: torch.device, local_size: int | None = None) -> None:
+    """Refuse a world that cannot train: more processes on a machine than its GPUs, a global
+    batch that does not split evenly, a device or layer that DDP does not support there.
+    ``size`` is the whole world (every machine's processes), ``local_size`` this machine's
+    (default: all of them, as when this process starts them). One visible GPU per process (each
+    task given its own, as SLURM does) is a GPU each."""
     if size == 1:
         return
+    local = size if local_size is None else local_size
     if device.type == "mps":
-        raise ConfigError(f"{PREFIX}.nproc_per_node={size}: DistributedDataParallel does not "
+        raise ConfigError(f"{PREFIX}.nproc_per_node={local}: DistributedDataParallel does not "
                           "support Apple's MPS; use nproc_per_node: 1, or device: cpu.")
-    if device.type == "cuda" and size > torch.cuda.device_count():
-        raise ConfigError(f"{PREFIX}.nproc_per_node={size} but {torch.cuda.device_count()} "
+    visible = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and visible > 1 and local > visible:
+        raise ConfigError(f"{PREFIX}.nproc_per_node={local} processes on this machine but {visible} "
                           "GPU(s) are visible (one process per GPU); use at most that many, or "
                           "check CUDA_VISIBLE_DEVICES.")
     if device.type != "cuda" and config.distributed.sync_batchnorm:
@@ -163,17 +173,18 @@ def wrap(model: nn.Module, device: torch.device, world: World,
 
 
 def launch(entry: Callable[..., Any], args: tuple, nproc: int, backend: str,
-           threads: int | None) -> list[Any]:
+           threads: int | None, device_type: str = "cpu") -> list[Any]:
     """``entry(*args)`` on ``nproc`` new processes of one world; the return values by rank.
 
-    CPU workers use ``threads`` threads each (default 1: the processes share the cores)."""
+    CPU workers use ``threads`` threads each (default 1: the processes share the cores);
+    ``device_type`` is what they train on (only CPU workers are forked)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, rdzv_backend="c10d",
         rdzv_endpoint="127.0.0.1:0", run_id=f"simple-cnn-{os.getpid()}", max_restarts=0,
-        monitor_interval=0.1, start_method=_start_method(backend, threads or 1),
+        monitor_interval=0.1, start_method=_start_method(backend, threads or 1, device_type),
         local_addr="127.0.0.1",
     )
     level = logging.getLogger("simple_cnn").getEffectiveLevel()
@@ -199,12 +210,13 @@ def _fork_safe() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _start_method(backend: str, threads: int) -> str:
+def _start_method(backend: str, threads: int, device_type: str = "cpu") -> str:
     """Fork for single-threaded CPU processes on Linux (0.3 s, against 7 s for each process to
     import torch again; PyTorch's DataLoader forks its workers the same way, one thread each).
-    Spawn otherwise: a forked process cannot use CUDA, and one that starts a thread pool after
-    its parent used OpenMP's hangs (GNU OpenMP is not fork-safe)."""
-    fork = backend == "gloo" and threads == 1 and not torch.cuda.is_initialized()
+    Spawn otherwise: a forked process cannot use CUDA (even Gloo between GPUs: the parent has
+    asked CUDA for its devices by then), and one that starts a thread pool after its parent used
+    OpenMP's hangs (GNU OpenMP is not fork-safe)."""
+    fork = backend == "gloo" and device_type == "cpu" and threads == 1 and not torch.cuda.is_initialized()
     return "fork" if fork and sys.platform.startswith("linux") else "spawn"
 
 

@@ -30,7 +30,7 @@ def fit_on_processes(
     val_labels: np.ndarray,
     augment: BatchAugment,
     config: TrainConfig,
-    checkpoint_path: str | Path,
+    checkpoint_path: str | Path | None,
     model_config: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     keep_at: tuple[int, ...] = (),
@@ -58,7 +58,7 @@ def fit_on_processes(
     config.check_schedule(config.steps_per_epoch(len(train_images)))
     logger.info("Starting %d training processes (%s).", settings.nproc_per_node, backend)
     return distributed.launch(_fit_on_rank, args, settings.nproc_per_node, backend,
-                              settings.threads_per_process)[0]
+                              settings.threads_per_process, device.type)[0]
 
 
 def _fit_on_rank(model: nn.Module, *args: Any) -> FitResult | None:

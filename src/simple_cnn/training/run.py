@@ -2,8 +2,8 @@
 
 Plain Python (no Kedro): the ``cnn`` pipeline uses these as its nodes ``train_cnn`` and
 ``evaluate_cnn``, and the ``ablation`` nodes train and evaluate every study run with them. As
-node functions they import torch when they run (``simple_cnn.lazy``), not when a pipeline
-names them.
+node functions they import torch (and the model's format) inside, when they run, not when a
+pipeline names them.
 """
 
 from __future__ import annotations
@@ -16,15 +16,8 @@ from typing import Any
 import numpy as np
 
 from simple_cnn.data.raw import stratified_subset
-from simple_cnn.lazy import deferred
 from simple_cnn.parameters import CnnParams
 from simple_cnn.training.config import TrainConfig
-
-torch = deferred("torch")
-inference = deferred("simple_cnn.inference")
-launch = deferred("simple_cnn.training.launch")
-models = deferred("simple_cnn.models.simple_cnn")
-scores = deferred("simple_cnn.metrics")
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +28,7 @@ def train_cnn(
     train_split: Split,
     val_split: Split,
     dataset_summary: dict[str, Any],
-    cnn_checkpoint: Path,
+    cnn_checkpoint: Path | None,
     params: CnnParams,
     keep_at: tuple[float, ...] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -45,21 +38,28 @@ def train_cnn(
     ``keep_at`` (fractions of the run's steps; not a node input) adds ``kept``: fraction -> the
     best weights when the run had trained that part of its budget, and the history's
     ``kept_steps``: fraction -> that number of steps.
-    A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it).
+    A checkpoint is written to ``cnn_checkpoint`` every epoch (``resume: true`` continues it;
+    None: none is kept, as in a study's runs, which are redone whole).
     With ``training.fraction`` below 1 it trains on a seeded, stratified part of the split.
     ``training.distributed`` (or torchrun) trains on several processes; rank 0's result."""
-    config = inference.model_config(params, dataset_summary)
+    import torch
+
+    from simple_cnn import model_format
+    from simple_cnn.models import simple_cnn as models
+    from simple_cnn.training import launch
+
+    config = model_format.model_config(params, dataset_summary)
     train_config = params.training
     train_split = training_part(train_split, train_config)
-    augment = inference.batch_augment(params, dataset_summary, config, len(train_split["labels"]))
+    augment = model_format.batch_augment(params, dataset_summary, config, len(train_split["labels"]))
     torch.manual_seed(train_config.seed)  # the same seed gives the same initial weights
     model = models.SimpleCNN(config)
     total = train_config.total_steps(train_config.steps_per_epoch(len(train_split["labels"])))
     steps = {fraction: max(1, round(fraction * total)) for fraction in keep_at}
     result = launch.fit_on_processes(
         model,
-        inference.model_images(train_split["images"], config), train_split["labels"],
-        inference.model_images(val_split["images"], config), val_split["labels"],
+        model_format.model_images(train_split["images"], config), train_split["labels"],
+        model_format.model_images(val_split["images"], config), val_split["labels"],
         augment, train_config, checkpoint_path=cnn_checkpoint, model_config=config.model_dump(),
         keep_at=tuple(sorted(set(steps.values()))),
     )
@@ -72,8 +72,8 @@ def train_cnn(
         logger.info("Best val accuracy %.4f at epoch %d; %.1f s of training.",
                     history["best_val_accuracy"], history["best_epoch"], history["train_seconds"])
     model_dict = {"state_dict": result.best_state, "training": _run_details(history),
-                  **inference.describe_model(config, dataset_summary["class_names"],
-                                             inference.normaliser(params, dataset_summary, config),
+                  **model_format.describe_model(config, dataset_summary["class_names"],
+                                             model_format.normaliser(params, dataset_summary, config),
                                              flip_tta=params.evaluation.flip_tta)}
     if keep_at:
         model_dict["kept"] = {fraction: result.kept[step] for fraction, step in steps.items()}
@@ -110,8 +110,13 @@ def evaluate_cnn(
 ) -> tuple[Split, dict[str, Any]]:
     """Test predictions (optionally averaged with the mirrored image) and metrics, of the model
     as it was saved (its own configuration, whatever ``cnn.model`` says today), at the
-    precision every later prediction of it uses (full precision: ``inference.EVALUATION_AMP``),
+    precision every later prediction of it uses (full precision: ``model_format.EVALUATION_AMP``),
     whatever the training's ``amp``."""
+    import torch
+
+    from simple_cnn import inference, model_format
+    from simple_cnn import metrics as scores
+
     flip_tta, batch_size = params.evaluation.flip_tta, params.evaluation.batch_size
     run = inference.inference(cnn_model, params.training.device)
     started = time.perf_counter()
@@ -125,7 +130,7 @@ def evaluate_cnn(
         **cnn_model["training"],
         predict_seconds=predict_seconds,
         flip_tta=flip_tta,
-        evaluation_amp=inference.evaluated_with(cnn_model)["amp"],
+        evaluation_amp=model_format.evaluated_with(cnn_model)["amp"],
         n_parameters=sum(p.numel() for p in run.model.parameters()),
     )
     logger.info("CNN test accuracy %.4f, macro-F1 %.4f.", metrics["accuracy"], metrics["macro_f1"])
