@@ -23,7 +23,8 @@ from PIL import Image
 
 from simple_cnn.data.cifar10 import parse_archive
 from simple_cnn.data.decode import fit_to_square, to_rgb
-from simple_cnn.inference import describe_model, inference, normaliser
+from simple_cnn.inference import inference
+from simple_cnn.model_format import describe_model, normaliser
 from simple_cnn.models.config import ModelConfig
 from simple_cnn.models.simple_cnn import SimpleCNN
 from simple_cnn.parameters import CnnParams
@@ -41,8 +42,8 @@ def untrained_model(class_names: list[str]) -> dict:
 
 def per_image_loop(run, files: list[Path]) -> list[str]:
     """What a first script does: one file, one transform, one forward at a time."""
-    mean = torch.tensor(run.augment.normalize.mean)[:, None, None]
-    std = torch.tensor(run.augment.normalize.std)[:, None, None]
+    mean = torch.tensor(run.augment.mean)[:, None, None]
+    std = torch.tensor(run.augment.std)[:, None, None]
     out = []
     with torch.no_grad():
         for file in files:

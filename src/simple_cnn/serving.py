@@ -122,7 +122,7 @@ def _evaluated_tta(model_file: str | Path) -> bool:
     """The mirror averaging the saved model records (its weights are small: read in a blink)."""
     import torch
 
-    from simple_cnn.inference import evaluated_with
+    from simple_cnn.model_format import evaluated_with
 
     return bool(evaluated_with(torch.load(model_file, map_location="cpu", weights_only=True))["flip_tta"])
 

@@ -9,9 +9,6 @@ from typing import Any
 from kedro.io.core import DatasetError
 
 from simple_cnn.datasets._base import FileDataset
-from simple_cnn.lazy import deferred
-
-torch = deferred("torch")  # imported at the first load or save, not when the catalog is built
 
 
 class TorchStateDictDataset(FileDataset):
@@ -24,6 +21,8 @@ class TorchStateDictDataset(FileDataset):
     """
 
     def load(self) -> dict[str, Any]:
+        import torch
+
         path = self._load_path()
         with self._fs.open(path, "rb") as handle:
             buffer = io.BytesIO(handle.read())
@@ -33,6 +32,8 @@ class TorchStateDictDataset(FileDataset):
         return data
 
     def save(self, data: dict[str, Any]) -> None:  # or a torch.nn.Module
+        import torch
+
         if isinstance(data, torch.nn.Module):
             data = data.state_dict()
         if not isinstance(data, dict):

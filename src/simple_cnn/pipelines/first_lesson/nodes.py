@@ -1,6 +1,6 @@
 """Nodes of the first_lesson pipeline: the saved models on transformed test images, the SVM's
 cost as data grows, the three claims' verdicts and their figures. The SVM and its scaler are
-scikit-learn estimators; torch and matplotlib are imported when a node runs (``simple_cnn.lazy``)."""
+scikit-learn estimators; torch and matplotlib are imported inside the node functions."""
 
 from __future__ import annotations
 
@@ -18,11 +18,7 @@ from simple_cnn.first_lesson.robustness import (
     robustness_table,
 )
 from simple_cnn.first_lesson.svm_cost import cost_scaling
-from simple_cnn.lazy import deferred
 from simple_cnn.parameters import CnnParams, FirstLessonParams, HogSvmParams
-
-figures = deferred("simple_cnn.first_lesson.figures")
-inference = deferred("simple_cnn.inference")
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +59,8 @@ def predict_cnn_under_transforms(
 ) -> Split:
     """The saved CNN's predicted classes on every transformed copy of the measured test images
     (``cnn.evaluation.flip_tta`` and the precision as in its evaluation)."""
+    from simple_cnn import inference
+
     run = inference.inference(cnn_model, cnn_params.training.device)
     keep = _measured(test_split, params)
 
@@ -129,8 +127,12 @@ def judge_first_lesson(
 
 
 def plot_robustness(robustness_metrics: dict[str, Any]):
+    from simple_cnn.first_lesson import figures
+
     return figures.robustness(robustness_metrics)
 
 
 def plot_svm_cost(svm_cost_scaling: dict[str, Any]):
+    from simple_cnn.first_lesson import figures
+
     return figures.svm_cost(svm_cost_scaling)

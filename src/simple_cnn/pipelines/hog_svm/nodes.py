@@ -1,5 +1,5 @@
 """Nodes of the hog_svm pipeline. The scaler and the model are scikit-learn estimators and the
-figures matplotlib's; both libraries are imported when a node runs (``simple_cnn.lazy``)."""
+figures matplotlib's; both libraries are imported inside the node functions, when they run."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ from typing import Any
 import numpy as np
 
 from simple_cnn.features.extract import extract_features
-from simple_cnn.lazy import deferred
 from simple_cnn.parameters import HogSvmParams
-
-plots = deferred("simple_cnn.plots")
-classifiers = deferred("simple_cnn.classifiers")
-scores = deferred("simple_cnn.metrics")
-preprocessing = deferred("sklearn.preprocessing")
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +48,8 @@ def extract_svm_features(
 
 def fit_feature_scaler(svm_train_features: Split) -> Any:
     """A StandardScaler fitted on train features only."""
+    from sklearn import preprocessing
+
     return preprocessing.StandardScaler().fit(svm_train_features["features"])
 
 
@@ -62,6 +58,8 @@ def train_svm(
     params: HogSvmParams,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit the classifier of ``hog_svm.classifier``; pick its hyper-parameter on val."""
+    from simple_cnn import classifiers
+
     # scaled in place: the loaded array is this node's own, and 90,000 x 2,000 floats are 0.7 GB
     x_train = feature_scaler.transform(svm_train_features["features"], copy=False)
     x_val = feature_scaler.transform(svm_val_features["features"])
@@ -78,6 +76,8 @@ def evaluate_svm(
     class_names: list[str],
 ) -> tuple[Split, dict[str, Any]]:
     """Test predictions and metrics (accuracy, macro-F1, per class, confusion, seconds)."""
+    from simple_cnn import metrics as scores
+
     started = time.perf_counter()
     x_test = feature_scaler.transform(svm_test_features["features"])
     predictions = svm_model.predict(x_test)
@@ -102,11 +102,15 @@ def evaluate_svm(
 
 
 def plot_svm_confusion_matrix(svm_test_metrics: dict[str, Any], class_names: list[str]):
+    from simple_cnn import plots
+
     return plots.confusion_matrix_figure(
         np.array(svm_test_metrics["confusion_matrix"]), class_names,
         f"{svm_test_metrics['model']} on test: accuracy {svm_test_metrics['accuracy']:.1%}")
 
 
 def plot_svm_per_class(svm_test_metrics: dict[str, Any], class_names: list[str]):
+    from simple_cnn import plots
+
     return plots.per_class_bars(svm_test_metrics["per_class"], class_names,
                                 f"{svm_test_metrics['model']}: per-class precision, recall, F1")

@@ -12,10 +12,7 @@ from simple_cnn.data.image_folder import ImageFolder
 from simple_cnn.data.raw import RawImages, channel_stats, splits_fingerprint, stratified_split
 from simple_cnn.data.synthetic import make_synthetic
 from simple_cnn.errors import ConfigError
-from simple_cnn.lazy import deferred
 from simple_cnn.parameters import IngestionParams
-
-plots = deferred("simple_cnn.plots")  # matplotlib: imported when the figure is drawn
 
 logger = logging.getLogger(__name__)
 
@@ -93,4 +90,6 @@ def summarise_splits(
 
 def plot_sample_images(train_split: Split, class_names: list[str]):
     """A grid of training images, one row per class."""
+    from simple_cnn import plots
+
     return plots.image_grid(train_split["images"], train_split["labels"], class_names)

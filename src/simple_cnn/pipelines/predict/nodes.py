@@ -7,12 +7,7 @@ from typing import Any
 
 from simple_cnn.data.image_folder import ImageFiles
 from simple_cnn.errors import ConfigError
-from simple_cnn.lazy import deferred
 from simple_cnn.parameters import PredictParams
-
-pd = deferred("pandas")
-plots = deferred("simple_cnn.plots")
-inference = deferred("simple_cnn.inference")
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +17,10 @@ def classify_images(cnn_model: dict[str, Any], predict_images: ImageFiles,
     """Every image's top-k classes and probabilities, with the model's version (a pandas table a
     spreadsheet opens); the files not classified, with why; a contact sheet of the first
     images with their predicted class."""
+    import pandas as pd
+
+    from simple_cnn import inference, plots
+
     run = inference.inference(cnn_model)
     if params.top_k > len(run.class_names):
         raise ConfigError(f"predict.top_k={params.top_k} is more than the model's "

@@ -1,21 +1,19 @@
 """Nodes of the reporting pipeline: two matplotlib figures and the HTML report (matplotlib is
-imported when a node runs: ``simple_cnn.lazy``)."""
+imported inside the node functions, when they run)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from simple_cnn.first_lesson.report import first_lesson_html
-from simple_cnn.lazy import deferred
-
-lesson_figures = deferred("simple_cnn.first_lesson.figures")
-report = deferred("simple_cnn.report")
 
 
 def plot_model_comparison(
     svm_test_metrics: dict[str, Any], cnn_test_metrics: dict[str, Any], class_names: list[str]
 ):
     """Accuracy and macro-F1, and per-class accuracy, SVM beside CNN."""
+    from simple_cnn import report
+
     return report.comparison_figure(svm_test_metrics, cnn_test_metrics, class_names)
 
 
@@ -23,6 +21,8 @@ def plot_confusion_matrices(
     svm_test_metrics: dict[str, Any], cnn_test_metrics: dict[str, Any], class_names: list[str]
 ):
     """Both confusion matrices on one colour scale."""
+    from simple_cnn import report
+
     return report.confusion_figure(svm_test_metrics, cnn_test_metrics, class_names)
 
 
@@ -39,6 +39,9 @@ def build_comparison_report(
     """A self-contained HTML page: headline table, plain-language reading, why hand-made
     features hit a wall (the first lesson's verdicts and figures), every figure, and a link to
     the newest ablation report when there is one."""
+    from simple_cnn import report
+    from simple_cnn.first_lesson import figures as lesson_figures
+
     lesson = first_lesson_html(first_lesson_verdicts, robustness_metrics, svm_cost_scaling, "".join([
         report.figure_html(lesson_figures.robustness(robustness_metrics),
                     "Accuracy and consistency under transforms"),
