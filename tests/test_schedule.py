@@ -89,7 +89,7 @@ def test_device_settings_validate_anywhere_and_are_checked_where_the_run_trains(
     the check runs where the training does (here, without CUDA, it refuses)."""
     import torch
 
-    from simple_cnn.parameters import check_across_groups
+    from simple_cnn.parameters import check_devices
 
     for training in ({"amp": "fp16"}, {"distributed": {"backend": "nccl"}}):
         params = CnnParams.model_validate({"training": training})  # no refusal at validation
@@ -98,5 +98,5 @@ def test_device_settings_validate_anywhere_and_are_checked_where_the_run_trains(
             continue
         with pytest.raises(ConfigError, match=r"^cnn\.training\.(amp='fp16': fp16 needs a CUDA GPU|"
                                               r"distributed\.backend='nccl': nccl needs CUDA GPUs)"):
-            check_across_groups({"cnn": params}, {"cnn"})
-        check_across_groups({"cnn": params}, {"ingestion"})  # a run that does not train: no check
+            check_devices({"cnn": params}, {"cnn"})
+        check_devices({"cnn": params}, {"ingestion"})  # a run that does not train: no check

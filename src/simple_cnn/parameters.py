@@ -144,10 +144,11 @@ class FirstLessonParams(ParameterGroup):
     robustness: RobustnessParams = RobustnessParams()
     svm_cost: SvmCostParams = SvmCostParams()
     small_shift: Int = Field(4, ge=1)
-    quadratic_slope: float = Field(1.8, gt=0)
-    linear_slope_below: float = Field(1.3, gt=0)
+    quadratic_slope: float = Field(2.0, gt=0)  # "at least quadratically": the exact SVM's slope above it
+    linear_slope_band: tuple[float, float] = (0.8, 1.3)  # "about linearly": a slope inside it
     alpha: float = Field(0.05, gt=0, lt=0.5)
-    min_difference: float = Field(0.01, ge=0)
+    min_effect: float = Field(1.0, ge=0)  # points of accuracy or consistency that count
+    margin: float = Field(1.0, ge=0)  # within +-margin points: no meaningful difference
     bootstrap_resamples: Int = Field(2000, ge=100)
 
     @model_validator(mode="after")
@@ -156,6 +157,13 @@ class FirstLessonParams(ParameterGroup):
             raise invalid("small_shift", self.small_shift,
                           f"is below every listed shift ({self.robustness.shift}); the "
                           "consistency claim needs at least one shift of at most this many pixels")
+        low, high = self.linear_slope_band
+        if not 0 < low < 1 < high:
+            raise invalid("linear_slope_band", list(self.linear_slope_band), "must be a band "
+                          "[low, high] around 1 (low < 1 < high): what 'about linearly' allows")
+        if self.margin > self.min_effect:
+            raise invalid("margin", self.margin, f"is above min_effect={self.min_effect:g}; keep "
+                          "margin <= min_effect")
         return self
 
 
@@ -177,11 +185,8 @@ def image_side(ingestion: IngestionParams) -> int:
     return 32 if ingestion.source == "cifar10" else ingestion.image_size
 
 
-def _side(ingestion: IngestionParams | dict) -> int:
-    """The image side of ``ingestion``, typed or as the raw dict a pipeline without its
-    nodes hands over."""
-    return image_side(IngestionParams.model_validate(ingestion) if isinstance(ingestion, dict)
-                      else ingestion)
+def _side(ingestion: IngestionParams) -> int:
+    return image_side(ingestion)
 
 
 def _check_first_lesson(lesson: FirstLessonParams, ingestion, hog_svm) -> None:
@@ -189,7 +194,7 @@ def _check_first_lesson(lesson: FirstLessonParams, ingestion, hog_svm) -> None:
     if ingestion is not None and max(lesson.robustness.shift) >= _side(ingestion) / 2:
         raise ConfigError(f"first_lesson.robustness.shift={lesson.robustness.shift}: a shift "
                           f"must be below half the image side ({_side(ingestion)} pixels).")
-    pca = hog_svm.kernel_approx.pca_components if isinstance(hog_svm, HogSvmParams) else 0
+    pca = hog_svm.kernel_approx.pca_components if hog_svm is not None else 0
     if "kernel_approx" in lesson.svm_cost.classifiers and pca and min(lesson.svm_cost.sizes) < pca:
         raise ConfigError(
             f"first_lesson.svm_cost.sizes={lesson.svm_cost.sizes}: kernel_approx fits a PCA of "
@@ -197,23 +202,44 @@ def _check_first_lesson(lesson: FirstLessonParams, ingestion, hog_svm) -> None:
             f"{pca} training rows; start the sizes at {pca} or more.")
 
 
+READS = {"hog_svm": {"ingestion"}, "first_lesson": {"ingestion", "hog_svm"}, "ablation": {"cnn"}}
+"""The other groups each group's cross-group rules read."""
+
+
+def _typed_groups(params: dict, used: set[str]) -> dict:
+    """The groups a run uses (and those their rules read), each as its model: Kedro hands over
+    the groups its nodes declare as models, the others as the raw dicts of the YAML. A group no
+    rule of the run reads is not validated: a typo in ``cnn`` must not stop an ingestion run."""
+    models = {group.key: group for group in GROUPS}
+    needed = used.union(*(READS.get(key, set()) for key in used))
+    return {key: models[key].model_validate(value) if key in models and isinstance(value, dict) else value
+            for key, value in params.items() if key in needed}
+
+
 def check_across_groups(params: dict, used: set[str]) -> None:
     """Rules between groups, for the groups a run uses (``used``: ``{"cnn", ...}``): HOG cells
     and blocks fit the images that ``ingestion`` makes; the first lesson's shifts and SVM sizes
-    fit the images and the kernel map; every ablation variant, merged into ``cnn``, is valid;
-    and the training settings fit this machine's devices (checked here, where the run trains,
-    not at validation: see ``TrainConfig.check_device``). Raises :class:`ConfigError`."""
+    fit the images and the kernel map. Raw groups are validated first. Raises
+    :class:`ConfigError`. Imports no heavy library (see :func:`check_devices`)."""
+    params = _typed_groups(params, used)
     ingestion, hog_svm = params.get("ingestion"), params.get("hog_svm")
-    if {"ingestion", "hog_svm"} <= used and isinstance(hog_svm, HogSvmParams):
-        side = _side(ingestion)
+    if {"ingestion", "hog_svm"} <= used and hog_svm is not None:
+        side = _side(ingestion) if ingestion is not None else 32
         hog_svm.feature_config((side, side))
     lesson = params.get("first_lesson")
-    if "first_lesson" in used and isinstance(lesson, FirstLessonParams):
+    if "first_lesson" in used and lesson is not None:
         _check_first_lesson(lesson, ingestion, hog_svm)
+
+
+def check_devices(params: dict, used: set[str]) -> None:
+    """The training settings fit this machine's devices: ``cnn``'s, and every ablation
+    variant's merged into it. Checked where the run trains, not at validation (see
+    ``TrainConfig.check_device``); imports torch."""
+    params = _typed_groups(params, used)
     ablation, cnn = params.get("ablation"), params.get("cnn")
-    if "cnn" in used and isinstance(cnn, CnnParams):
+    if "cnn" in used and cnn is not None:
         cnn.training.check_device()
-    if "ablation" in used and isinstance(ablation, AblationParams) and isinstance(cnn, CnnParams):
+    if "ablation" in used and ablation is not None and cnn is not None:
         for run in ablation.runs():  # every variant's overrides on the actual cnn parameters
             where = f"ablation.studies.{run.study}.variants.{run.variant}: cnn.training"
             run_parameters(cnn.model_dump(), ablation, run).training.check_device(where)

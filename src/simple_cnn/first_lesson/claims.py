@@ -1,41 +1,50 @@
-"""The first lesson's three claims, each judged by the ablation study's rule.
+"""The first lesson's three claims, each part judged by the ablation study's verdicts.
 
-The rule is :mod:`simple_cnn.ablation.summary`'s: a paired difference ``d`` signed so that
-positive is the claimed direction, its Student-t interval and two-sided p, Holm-adjusted over
-every part judged together, then :func:`~simple_cnn.ablation.summary.decide`. The pairs here
-are the test images (both models see the same transformed copies), not seeds; a percentile
-bootstrap over the images gives a second interval beside the t one. For the cost claim, ``d``
-is the fitted slope's distance from its threshold, with the fit's own t interval.
+The verdicts are :mod:`simple_cnn.ablation.verdicts`' (supported, contradicted, equivalent,
+inconclusive), read off intervals that hold for every part together: the family is every part
+of the three claims (fixed by the claims, 8 parts), each at ``alpha / 8`` (Bonferroni). The pairs
+here are the test images (both models see the same transformed copies), not seeds: ``d`` is
+the mean over images of a per-image paired difference, in points, with its Student-t interval
+(a percentile bootstrap over the images gives a second interval beside it). For the cost claim
+the fitted slope's own t interval (``points - 2`` degrees of freedom) is judged: the exact SVM's
+slope against the threshold its sentence states (at least quadratic: 2), the linear SVM's and the
+kernel map's against a band around 1 (``about linearly``: inside ``linear_slope_band``).
 
-A claim with several parts holds where its parts are supported; the verdict of each part is
-reported, and the claim is *supported* only if all are.
+A claim with several parts is supported when all hold, contradicted when all are contradicted,
+partly supported or partly contradicted in between (naming the parts), inconclusive otherwise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from simple_cnn.ablation.summary import decide, holm, paired_test
+from simple_cnn.ablation.intervals import t_interval
+from simple_cnn.ablation.verdicts import part_verdict, reason
 from simple_cnn.first_lesson.robustness import SECOND_SHIFT, RobustnessParams, key
 from simple_cnn.first_lesson.transforms import IDENTITY
 
-CLAIMS = {
-    "lighting_and_rotation": "HOG + SVM loses more accuracy than the CNN under rotation and "
-                             "under lighting changes (brightness, contrast).",
-    "svm_cost": "The exact kernel SVM's fit time grows at least quadratically with the training "
-                "set, while the linear SVM's and the kernel approximation's grow about linearly.",
-    "shift_consistency": "The CNN's predictions are more consistent under small shifts than "
-                         "HOG + SVM's.",
-}
+EXACT, LINEAR = ("rbf_svc",), ("linear_svc", "kernel_approx")
 
 
-@dataclass(frozen=True)
-class Rule:
-    alpha: float
-    min_difference: float
+def statements(params: Any) -> dict[str, str]:
+    """The claims' sentences, with the thresholds they are tested at."""
+    slope = params.quadratic_slope
+    grows = "at least quadratically" if slope == 2 else f"at least as n^{slope:g}"
+    low, high = params.linear_slope_band
+    return {
+        "lighting_and_rotation": "HOG + SVM loses more accuracy than the CNN under rotation and "
+                                 "under lighting changes (brightness, contrast).",
+        "svm_cost": f"The exact kernel SVM's fit time grows {grows} with the training set, while "
+                    f"the linear SVM's and the kernel approximation's grow about linearly (as n^b "
+                    f"with b in [{low:g}, {high:g}]).",
+        "shift_consistency": "The CNN's predictions are more consistent under small shifts than "
+                             "HOG + SVM's.",
+    }
+
+
+CLAIMS = ("lighting_and_rotation", "svm_cost", "shift_consistency")
 
 
 def accuracy_drop_difference(svm: dict[str, np.ndarray], cnn: dict[str, np.ndarray],
@@ -63,80 +72,96 @@ def consistency_difference(svm: dict[str, np.ndarray], cnn: dict[str, np.ndarray
     return same(cnn) - same(svm)
 
 
-def bootstrap_interval(d: np.ndarray, alpha: float, resamples: int, seed: int) -> list[float]:
+def bootstrap_interval(d: np.ndarray, level: float, resamples: int, seed: int) -> list[float]:
     """A percentile bootstrap interval of the mean of ``d`` over the images."""
     from scipy import stats
 
     if np.ptp(d) == 0:
         return [float(d[0]), float(d[0])]
-    result = stats.bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=1 - alpha,
+    result = stats.bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=1 - level,
                              method="percentile", rng=np.random.default_rng(seed))
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
-def slope_test(fit: dict[str, Any], threshold: float, at_least: bool) -> dict[str, Any]:
-    """``d`` = slope - threshold (``at_least``) or threshold - slope, with the fit's interval
-    and the two-sided p of t = d / stderr."""
-    from scipy import stats
+def slope_interval(fit: dict[str, Any], level: float) -> dict[str, Any]:
+    """The fitted slope with its two-sided ``1 - level`` t interval."""
+    from scipy.special import stdtrit
 
-    sign = 1.0 if at_least else -1.0
-    d = sign * (fit["slope"] - threshold)
-    low, high = sorted(sign * (bound - threshold) for bound in fit["interval"])
-    p = 0.0 if fit["stderr"] == 0 else float(2 * stats.t.sf(abs(d) / fit["stderr"], fit["df"]))
-    return {"n": fit["df"] + 2, "mean": d, "interval": [low, high], "p": p}
+    half = float(stdtrit(fit["df"], 1 - level / 2)) * fit["stderr"]
+    return {"mean": fit["slope"], "low": fit["slope"] - half, "high": fit["slope"] + half,
+            "n": fit["df"] + 2, "method": "t (slope)", "seed_sd": None, "image_se": None}
 
 
 def judge(svm: dict[str, np.ndarray], cnn: dict[str, np.ndarray], labels: np.ndarray,
           cost: dict[str, Any], params: Any) -> dict[str, Any]:
-    """Every part of the three claims: its test, Holm-adjusted p, verdict and reason; and per
-    claim which parts hold. ``params``: the ``first_lesson`` group."""
-    robustness, alpha = params.robustness, params.alpha
-    parts: list[dict[str, Any]] = []
-    for kind in ("rotation", "brightness", "contrast"):
-        d = accuracy_drop_difference(svm, cnn, labels, kind, robustness)
-        parts.append(_image_part("lighting_and_rotation", kind, d, params,
-                                 f"mean accuracy drop over {robustness.changes(kind)}"))
+    """Every part of the three claims: its interval at the family's level, verdict and reason;
+    and per claim which parts hold. ``params``: the ``first_lesson`` group."""
+    robustness = params.robustness
     small = [s for s in robustness.changes("shift") if s <= params.small_shift]
-    for between in (False, True):
-        d = consistency_difference(svm, cnn, small, between)
-        parts.append(_image_part(
-            "shift_consistency", "between two shifts" if between else "with the unshifted image",
-            d, params, f"mean consistency over shifts of {small} pixels"))
-    for name, fit in ((n, c["fit_slope"]) for n, c in cost["classifiers"].items()):
-        exact = name == "rbf_svc"
-        threshold = params.quadratic_slope if exact else params.linear_slope_below
-        parts.append({"claim": "svm_cost", "part": name, "slope": fit["slope"],
-                      "slope_interval": fit["interval"], "threshold": threshold,
-                      "measure": (f"fit-time slope at least {threshold:g}" if exact else
-                                  f"fit-time slope below {threshold:g}"),
-                      "test": slope_test(fit, threshold, at_least=exact), "min_difference": 0.0})
-    for part, p_adjusted in zip(parts, holm([p["test"]["p"] for p in parts])):
-        part["p_adjusted"] = p_adjusted
-        part["verdict"], part["reason"] = decide(
-            part["test"], p_adjusted, Rule(alpha, part.pop("min_difference")), more_failures=False)
-    return {"claims": {name: _claim(name, [p for p in parts if p["claim"] == name])
-                       for name in CLAIMS},
-            "parts": parts, "alpha": alpha, "min_difference": params.min_difference,
+    image_parts = [("lighting_and_rotation", kind, f"mean accuracy drop over {robustness.changes(kind)}",
+                    accuracy_drop_difference(svm, cnn, labels, kind, robustness))
+                   for kind in ("rotation", "brightness", "contrast")]
+    image_parts += [("shift_consistency", "between two shifts" if between else "with the unshifted image",
+                     f"mean consistency over shifts of {small} pixels",
+                     consistency_difference(svm, cnn, small, between)) for between in (False, True)]
+    level = params.alpha / (len(image_parts) + len(EXACT) + len(LINEAR))
+    parts = [_image_part(claim, part, measure, 100 * d, level, params)
+             for claim, part, measure, d in image_parts]
+    parts += [_cost_part(name, cost["classifiers"][name]["fit_slope"], level, params)
+              for name in (*EXACT, *LINEAR)]
+    sentences = statements(params)
+    return {"claims": {name: _claim(name, sentences[name], [p for p in parts if p["claim"] == name])
+                       for name in sentences},
+            "parts": parts, "alpha": params.alpha, "part_level": level,
+            "min_effect": params.min_effect, "margin": params.margin,
             "test_images": int(len(labels))}
 
 
-def _image_part(claim: str, part: str, d: np.ndarray, params: Any, measure: str) -> dict[str, Any]:
-    return {"claim": claim, "part": part, "measure": measure,
-            "test": paired_test(d.tolist(), params.alpha),
-            "bootstrap_interval": bootstrap_interval(d, params.alpha, params.bootstrap_resamples,
-                                                     params.robustness.seed),
-            "min_difference": params.min_difference}
+def _image_part(claim: str, part: str, measure: str, d: np.ndarray, level: float, params: Any) -> dict[str, Any]:
+    found = t_interval(d, level).as_dict()
+    out = {"claim": claim, "part": part, "measure": measure, "unit": "points", "expect": "better",
+           "min_effect": params.min_effect, "margin": params.margin, "level": level,
+           "interval": found, "raw_interval": t_interval(d, 0.05).as_dict(),
+           "bootstrap_interval": bootstrap_interval(d, level, params.bootstrap_resamples,
+                                                    params.robustness.seed)}
+    out["verdict"] = part_verdict(found["low"], found["high"], "better", params.min_effect, params.margin)
+    out["reason"] = reason(out["verdict"], out, "points")
+    return out
 
 
-def _claim(name: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def _cost_part(name: str, fit: dict[str, Any], level: float, params: Any) -> dict[str, Any]:
+    """The exact SVM: slope minus the quadratic threshold, above 0; the others: the slope inside
+    the band."""
+    found = slope_interval(fit, level)
+    if name in EXACT:
+        q = params.quadratic_slope
+        shifted = {**found, "mean": found["mean"] - q, "low": found["low"] - q, "high": found["high"] - q}
+        out = {"expect": "better", "min_effect": 0.0, "margin": 0.0, "interval": shifted,
+               "measure": f"fit-time slope minus {q:g} (at least as n^{q:g})"}
+    else:
+        out = {"expect": "within", "band": list(params.linear_slope_band), "min_effect": 0.0,
+               "margin": 0.0, "interval": found,
+               "measure": f"fit-time slope inside [{params.linear_slope_band[0]:g}, "
+                          f"{params.linear_slope_band[1]:g}] (about linearly)"}
+    out.update(claim="svm_cost", part=name, unit="slope", level=level, slope=fit["slope"],
+               slope_interval=[found["low"], found["high"]])
+    out["verdict"] = part_verdict(out["interval"]["low"], out["interval"]["high"], out["expect"],
+                                  0.0, 0.0, tuple(out.get("band", ())) or None)
+    out["reason"] = reason(out["verdict"], out, "")
+    return out
+
+
+def _claim(name: str, statement: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The claim's verdict from its parts': supported or contradicted when all parts are,
     partly supported when some part holds, partly contradicted when none holds and some part
-    is contradicted, inconclusive otherwise."""
+    is contradicted, inconclusive otherwise (open parts are inconclusive)."""
+    for part in parts:
+        part["verdict"] = "inconclusive" if part["verdict"] == "open" else part["verdict"]
     verdicts = {p["part"]: p["verdict"] for p in parts}
     held = [part for part, v in verdicts.items() if v == "supported"]
     against = [part for part, v in verdicts.items() if v == "contradicted"]
     overall = ("supported" if len(held) == len(parts) else
                "contradicted" if len(against) == len(parts) else
                "partly supported" if held else "partly contradicted" if against else "inconclusive")
-    return {"statement": CLAIMS[name], "verdict": overall, "parts": verdicts, "holds_for": held,
+    return {"statement": statement, "verdict": overall, "parts": verdicts, "holds_for": held,
             "contradicted_for": against}

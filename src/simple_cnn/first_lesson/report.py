@@ -5,44 +5,51 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from simple_cnn.first_lesson.claims import CLAIMS
+
+def _number(value: float | None, unit: str) -> str:
+    """Points for accuracy and consistency differences, plain for slopes."""
+    if value is None:
+        return "unbounded"
+    return f"{value:.3f}" if unit == "slope" else f"{value:+.2f}"
 
 
-def _number(part: dict[str, Any], value: float) -> str:
-    """Points for accuracy and consistency differences, plain for slope differences."""
-    return f"{value:+.3f}" if part["claim"] == "svm_cost" else f"{100 * value:+.2f}"
+def _interval(found: dict[str, Any] | None, unit: str) -> str:
+    if found is None:
+        return "–"
+    return f"{_number(found['mean'], unit)} [{_number(found['low'], unit)}, {_number(found['high'], unit)}]"
 
 
-def _interval(part: dict[str, Any], interval: list[float] | None) -> str:
-    return "–" if interval is None else f"[{_number(part, interval[0])}, {_number(part, interval[1])}]"
+def _bootstrap(part: dict[str, Any]) -> str:
+    boot = part.get("bootstrap_interval")
+    return "–" if boot is None else f"[{boot[0]:+.2f}, {boot[1]:+.2f}]"
 
 
 def verdicts_table(verdicts: dict[str, Any]) -> str:
-    """One row per part: claim, part, what d measures, d with its t (and bootstrap) interval,
-    raw and Holm-adjusted p, verdict."""
+    """One row per part: claim, part, what d measures, d with the interval its verdict used (and
+    the raw 95 % and bootstrap ones), verdict."""
     rows = []
     for part in verdicts["parts"]:
-        test = part["test"]
-        boot = _interval(part, part.get("bootstrap_interval"))
+        unit = part["unit"]
         rows.append(
             f"<tr><th>{html.escape(part['claim'])}</th><td>{html.escape(part['part'])}</td>"
-            f"<td>{html.escape(part['measure'])}</td><td>{_number(part, test['mean'])} "
-            f"{_interval(part, test['interval'])}</td><td>{boot}</td><td>{test['p']:.3g}</td>"
-            f"<td>{part['p_adjusted']:.3g}</td><td class='{part['verdict']}'>{part['verdict']}</td></tr>")
-    return ("<table><thead><tr><th>claim</th><th>part</th><th>d measures</th><th>d "
-            "[t interval]</th><th>bootstrap interval</th><th>p</th><th>Holm p</th><th>verdict</th>"
+            f"<td>{html.escape(part['measure'])}</td><td>{_interval(part['interval'], unit)}</td>"
+            f"<td>{_interval(part.get('raw_interval'), unit)}</td><td>{_bootstrap(part)}</td>"
+            f"<td class='{part['verdict']}'>{part['verdict']}</td></tr>")
+    return ("<table><thead><tr><th>claim</th><th>part</th><th>d measures</th><th>d [interval the "
+            "verdict used]</th><th>raw 95 % interval</th><th>bootstrap interval</th><th>verdict</th>"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             "<p>d is positive in the claimed direction: accuracy and consistency differences in "
-            "points (paired over the same test images), slope differences from the threshold.</p>")
+            "points (paired over the same test images); the exact SVM's slope minus its threshold, "
+            "the others' slope itself.</p>")
 
 
 def claim_lines(verdicts: dict[str, Any]) -> list[str]:
     """Per claim, its statement, overall verdict and the parts that hold."""
     lines = []
-    for name, claim in verdicts["claims"].items():
+    for claim in verdicts["claims"].values():
         held = ", ".join(claim["holds_for"]) or "no part"
         against = claim.get("contradicted_for")
-        lines.append(f"{CLAIMS[name]} Verdict: {claim['verdict']} (holds for {held}"
+        lines.append(f"{claim['statement']} Verdict: {claim['verdict']} (holds for {held}"
                      + (f"; contradicted for {', '.join(against)}" if against else "") + ").")
     return lines
 
@@ -76,8 +83,9 @@ def first_lesson_html(verdicts: dict[str, Any], metrics: dict[str, Any] | None =
     where = (f"<p>Measured on {verdicts['test_images']:,} test images (border fill: "
              f"{html.escape(str(regime.get('robustness', {}).get('fill', '?')))}); SVM fits on "
              f"{', '.join(f'{n:,}' for n in regime.get('svm_cost', {}).get('sizes', []))} rows. "
-             f"Rule: the ablation study's paired t-test, Holm-adjusted over the parts, alpha "
-             f"{verdicts['alpha']:g}, minimum difference {100 * verdicts['min_difference']:g} "
-             f"points.</p>")
+             f"Verdicts: the ablation study's, on intervals that hold for every part together "
+             f"(alpha {verdicts['alpha']:g} over the {len(verdicts['parts'])} parts, each at "
+             f"{verdicts['part_level']:.2g}); minimum effect {verdicts['min_effect']:g} points, "
+             f"margin {verdicts['margin']:g} points.</p>")
     return (f"<section><h2>Why hand-made features hit a wall</h2><ul>{claims}</ul>{where}{read}"
             f"<h3>Every part of every claim</h3>{verdicts_table(verdicts)}{figures}</section>")
