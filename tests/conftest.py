@@ -218,7 +218,7 @@ def run_sliced(pipeline, inputs: dict, **run_kwargs) -> DataCatalog:
 
 
 # ------------------------------------------------------------------ the smoke ablation study
-DIVERGE = "ablation.studies.warmup_lr_norm.variants.cold_none.training.lr=1000"
+DIVERGE = "ablation.studies.warmup_lr_norm.variants.cold_batch.training.lr=1000"
 
 
 def nested(dotted: str) -> dict:
@@ -234,14 +234,16 @@ def nested(dotted: str) -> dict:
     return tree
 
 
-def run_study(project, params: str = DIVERGE, **run_args) -> None:
-    """``kedro run --env smoke --pipelines ablation --params <params> ...``, in this process."""
+def run_study(project, params: str | dict = DIVERGE, **run_args) -> None:
+    """``kedro run --env smoke --pipelines ablation --params <params> ...``, in this process
+    (``params`` as ``--params`` takes them, or nested)."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project)
+    runtime = nested(params) if isinstance(params, str) else params
     with KedroSession.create(project_path=project, env=run_args.pop("env", "smoke"),
-                             runtime_params=nested(params)) as session:
+                             runtime_params=runtime) as session:
         session.run(pipeline_names=["ablation"], **run_args)
 
 

@@ -24,8 +24,8 @@ from simple_cnn.tracking import SWITCH, records, store
 from tests.conftest import PROJECT_ROOT, free_port, make_project, project_command, raw_params
 
 STUDY = "ablation.activation_lr"
-NESTED = [f"{STUDY}.leaky_lr_mid.seed_0", f"{STUDY}.leaky_lr_mid.seed_1"]
-ALONE = f"{STUDY}.leaky_lr_low.seed_0"
+NESTED = [f"{STUDY}.leaky.seed_0", f"{STUDY}.leaky.seed_1"]
+ALONE = f"{STUDY}.relu.seed_0"
 
 
 def tracked_run(project: Path, *args: str):
@@ -121,16 +121,16 @@ def test_each_study_run_is_a_run_with_its_study_variant_and_seed(tracked):
     assert sorted(r.data.tags["kedro.namespace"] for r in children) == NESTED
     for child in children:
         row = json.loads(_row(tracked, child.data.tags["kedro.namespace"]))
-        assert child.data.tags["study"] == "activation_lr" and child.data.tags["variant"] == "leaky_lr_mid"
+        assert child.data.tags["study"] == "activation_lr" and child.data.tags["variant"] == "leaky"
         assert child.data.tags["seed"] == str(row["seed"])
-        assert child.info.run_name == f"activation_lr/leaky_lr_mid/seed_{row['seed']}"
+        assert child.info.run_name == f"activation_lr/leaky/seed_{row['seed']}"
         assert child.data.params["factors.model.activation"] == "leaky_relu"
         for key in ("test_accuracy", "train_seconds", "dead_unit_fraction"):  # None if it diverged
             assert child.data.metrics.get(f"ablation_run.{key}") == pytest.approx(row[key])
         assert child.info.status == "FINISHED"
 
     (alone,) = runs(mlflow_client, f"tags.`kedro.namespace` = '{ALONE}'")
-    assert alone.info.run_name == "activation_lr/leaky_lr_low/seed_0"
+    assert alone.info.run_name == "activation_lr/relu/seed_0"
     assert "mlflow.parentRunId" not in alone.data.tags  # a session of one study run is that run
     assert alone.data.params["cnn.training.lr"] == str(raw_params("cnn")["training"]["lr"])
     assert {r.info.status for r in runs(mlflow_client)} == {"FINISHED"}

@@ -118,11 +118,12 @@ KEDRO_RUN_OPTIONS = {option.name: option for option in kedro_run.params}
                    "its workers must see this project's folder at the same path.")
 def ablation_run(workers: int | None, scheduler: str | None, env: str | None,
                  params: dict, traceback: bool) -> None:
-    """Run the ablation study, one Dask task per variant x seed, then its summary, figures
-    and report. Runs whose row exists are skipped, so an interrupted study resumes."""
+    """Run the ablation study, round by round, one Dask task per variant x seed of a claim still
+    open, then its summary, figures and report. Runs whose row exists are skipped, so an
+    interrupted study resumes."""
     from kedro.utils import find_kedro_project
 
-    from simple_cnn.pipelines.ablation import cluster
+    from simple_cnn.pipelines.ablation import cluster, rounds
 
     if workers and scheduler:
         raise click.UsageError("Give --workers (a local cluster) or --scheduler (a running one), not both.")
@@ -136,7 +137,7 @@ def ablation_run(workers: int | None, scheduler: str | None, env: str | None,
             threads, gpus = cluster.local_shares(workers)
             sessions = cluster.StudySessions(project, env, params or {}, threads, gpus)
             clients = lambda: cluster.local_cluster(workers)  # noqa: E731
-        cluster.run_study(sessions, clients, echo=click.echo)
+        rounds.run_study(sessions, clients, echo=click.echo)
 
 
 def _versioned_folders(env: str | None) -> dict[str, Path]:

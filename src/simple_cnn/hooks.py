@@ -151,12 +151,25 @@ class StaleOutputsHooks:
         for name in _outdated(catalog, pipeline):
             catalog[name] = _Stale(catalog.get(name))
             missing.append(name)
-        if not missing:
-            return
-        downstream = pipeline.from_inputs(*missing)
-        for name in downstream.all_outputs() - set(missing):
+        for name in _downstream(pipeline, missing) - set(missing):
             if persistent(name):
                 catalog[name] = _Stale(catalog.get(name))
+
+
+def _downstream(pipeline: Pipeline, missing: list[str]) -> set[str]:
+    """What is made from ``missing``: everything, by make's rule, except that a study's row
+    is never remade for being downstream of another row (through its claim's decision): its
+    own fingerprint, and the decision it records if it was skipped, say whether it is still
+    what the settings ask for (``pipelines/ablation/freshness.py``)."""
+    rows = [name for name in missing if name.endswith(_ROW)]
+    others = [name for name in missing if not name.endswith(_ROW)]
+    made = pipeline.from_inputs(*others).all_outputs() if others else set()
+    if rows:
+        made |= {name for name in pipeline.from_inputs(*rows).all_outputs() if not name.endswith(_ROW)}
+    return made
+
+
+_ROW = ".ablation_run"
 
 
 def _outdated(catalog, pipeline: Pipeline) -> dict[str, str]:
@@ -245,9 +258,11 @@ class ParameterChecksHooks:
         used = {name.split(":", 1)[1].split(".")[0] for name in pipeline.all_inputs()
                 if name.startswith("params:")}
         if used and "parameters" in catalog:
-            from simple_cnn.parameters import check_across_groups  # imports torch: not at startup
+            from simple_cnn.parameters import check_across_groups, check_devices
 
-            check_across_groups(catalog.load("parameters"), used)
+            parameters = catalog.load("parameters")
+            check_across_groups(parameters, used)
+            check_devices(parameters, used)  # imports torch: at a run's start, not every command's
 
 
 _profile_sink: list[dict[str, Any]] | None = None

@@ -16,59 +16,72 @@ from simple_cnn.training.config import TrainConfig
 Records = list[dict[str, Any]]
 
 
-VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:gray"}
+VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "equivalent": "tab:blue",
+                   "inconclusive": "tab:gray", "open": "tab:gray"}
 
 
 def forest(summary: dict[str, Any]) -> Figure:
-    """One row per claim: the mean paired difference in the claimed direction with its
-    interval, the zero line, and the verdict (the A/A control last, marked)."""
-    names = sorted(summary["studies"], key=lambda n: summary["studies"][n]["control"])
-    fig = Figure(figsize=(8, 0.55 * len(names) + 1.4), layout="constrained")
-    ax = fig.subplots()
-    for row, name in enumerate(reversed(names)):
-        study = summary["studies"][name]
-        colour = VERDICT_COLOURS[study["verdict"]]
-        if study["interval"] is not None:
-            low, high = (100 * v for v in study["interval"])
-            mean = 100 * study["difference"]
-            ax.errorbar(mean, row, xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=4)
-        label = study["verdict"] + (" (budget-dependent)" if study["budget_dependent"] else "")
-        ax.annotate(label, (1.01, row), xycoords=("axes fraction", "data"), va="center", fontsize=8,
-                    color=colour)
-    ax.axvline(0, color="black", linewidth=0.8)
-    labels = [f"{n} [A/A control]" if summary["studies"][n]["control"] else
-              f"{n} ({summary['studies'][n]['test']['metric'].replace('_', ' ')})" for n in reversed(names)]
-    ax.set_yticks(range(len(names)), labels, fontsize=8)
-    ax.set_ylim(-0.7, len(names) - 0.3)
-    ax.set_xlabel("difference in the claimed direction (percentage points): mean over paired "
-                  f"seeds, {1 - summary['alpha']:.0%} interval", fontsize=8)
-    ax.set_title("Each claim's effect (right of 0: as claimed)", fontsize=10)
+    """One row per claim's part: the mean paired difference in the claimed direction with the
+    interval its verdict used (thick) and the raw 95 % one (thin), the minimum effect and the
+    margin around 0 shaded; one panel per unit; the verdict beside each (the A/A control last)."""
+    rows = [(name, study, part) for name, study in sorted(summary["studies"].items(),
+                                                          key=lambda item: item[1]["control"])
+            for part in study["parts"]]
+    units = list(dict.fromkeys(part["unit"] for _, _, part in rows)) or ["points"]
+    fig = Figure(figsize=(8.5, 0.5 * max(1, len(rows)) + 1.2 * len(units) + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(units), 1, squeeze=False)).ravel()
+    for ax, unit in zip(axes, units):
+        mine = [r for r in rows if r[2]["unit"] == unit]
+        for y, (_, study, part) in enumerate(reversed(mine)):
+            _interval_row(ax, y, part, VERDICT_COLOURS[study["verdict"]])
+            ax.annotate(study["verdict"], (1.01, y), xycoords=("axes fraction", "data"), va="center",
+                        fontsize=8, color=VERDICT_COLOURS[study["verdict"]])
+        if mine:
+            m = mine[0][2]["min_effect"]
+            ax.axvspan(-m, m, color="0.92", zorder=0)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(mine)), [f"{n}{' [A/A]' if s['control'] else ''}: {p['metric'].replace('_', ' ')}"
+                                         for n, s, p in reversed(mine)], fontsize=8)
+        ax.set_ylim(-0.7, max(1, len(mine)) - 0.3)
+        ax.set_xlabel(f"effect in the claimed direction ({unit}); shaded: within the minimum "
+                      "effect (inside the margin: no meaningful difference)", fontsize=8)
+    axes[0].set_title("Each claim's effect: thick, the interval the verdict used (both corrections); "
+                      "thin, the raw 95 % one", fontsize=9)
     return fig
 
 
-def effect_along_budget(summary: dict[str, Any], name: str) -> Figure:
-    """One claim's mean paired difference and interval at each budget point, with each seed's
-    difference; the verdict at each point in its colour."""
-    study = summary["studies"][name]
-    points = [*study["along_budget"], {"fraction": 1.0, "mean": study["difference"],
-                                       "interval": study["interval"], "verdict": study["verdict"]}]
+def _interval_row(ax, y: float, part: dict[str, Any], colour: str) -> None:
+    for found, width in ((part["raw_interval"], 1), (part["interval"], 3)):
+        if found is None:
+            continue
+        mean = found["mean"]
+        low = found["low"] if found["low"] is not None else ax.get_xlim()[0]
+        high = found["high"] if found["high"] is not None else ax.get_xlim()[1]
+        ax.plot([low, high], [y, y], color=colour, linewidth=width, solid_capstyle="butt")
+        ax.plot(mean, y, "o", color=colour)
+
+
+def effect_along_budget(study: dict[str, Any], name: str) -> Figure:
+    """One claim's effect (its first part) at each budget point with a band that holds at all
+    points together, and each seed's difference."""
+    along = study["budget"]["along"]
+    unit = study["parts"][0]["unit"] if study["parts"] else "points"
     fig = Figure(figsize=(6.5, 3.2), layout="constrained")
     ax = fig.subplots()
-    for point in points:
-        if point["interval"] is None:
-            continue
-        low, high = (100 * v for v in point["interval"])
-        mean = 100 * point["mean"]
-        ax.errorbar(point["fraction"], mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
-                    color=VERDICT_COLOURS[point["verdict"]])
-    for pair in study["pairs"]:  # beside the end's interval
-        ax.plot(1.12, 100 * pair["difference"], "_", color="black", markersize=10)
+    for point in along:
+        for pair in point["pairs"]:
+            ax.plot(point["fraction"], pair["difference"], ".", color="0.6", markersize=4)
+        band = point["band"]
+        if band is not None and band["low"] is not None and band["high"] is not None:
+            ax.errorbar(point["fraction"], band["mean"], yerr=[[band["mean"] - band["low"]],
+                        [band["high"] - band["mean"]]], fmt="o", capsize=4, color="tab:blue")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xscale("log", base=2)
-    ax.set_xticks([p["fraction"] for p in points], [f"{p['fraction']:g}" for p in points])
+    ax.set_xticks([p["fraction"] for p in along], [f"{p['fraction']:g}" for p in along])
     ax.set_xlabel("fraction of each run's budget (the best weights at that point)")
-    ax.set_ylabel("difference (points)")
-    ax.set_title(f"{name}: the effect along the budget (dashes: each seed at the end)", fontsize=9)
+    ax.set_ylabel(f"difference ({unit})")
+    ax.set_title(f"{name}: the effect along the budget (band: all points together; dots: seeds)",
+                 fontsize=9)
     return fig
 
 
@@ -81,11 +94,12 @@ def study_accuracy(summary: dict[str, Any], studies: list[str] | None = None) ->
     for ax, name in zip(axes, names, strict=False):
         study = summary["studies"][name]
         variants = list(study["variants"])
+        weights = {v: w for part in study["test"] for v, w in _weights(part).items()}
         stats = [study["variants"][v]["test_accuracy"] for v in variants]
         means = [s["mean"] if s["mean"] is not None else 0.0 for s in stats]
         stds = [s["std"] or 0.0 for s in stats]
-        colors = ["tab:green" if v == study["test"]["better"] else
-                  "tab:orange" if v == study["test"]["than"] else "tab:gray" for v in variants]
+        colors = ["tab:green" if weights.get(v, 0) > 0 else "tab:orange" if weights.get(v, 0) < 0
+                  else "tab:gray" for v in variants]
         ax.bar(range(len(variants)), means, yerr=stds, color=colors, capsize=3)
         for i, v in enumerate(variants):
             if study["variants"][v]["n_diverged"]:
@@ -96,13 +110,18 @@ def study_accuracy(summary: dict[str, Any], studies: list[str] | None = None) ->
         ax.set_title(f"{name}: {study['verdict']}", fontsize=9)
     for ax in axes[len(names):]:
         ax.set_axis_off()
-    fig.suptitle("Mean ± std test accuracy over seeds\n(green: claimed better, orange: its "
-                 "comparison)", fontsize=9)
+    fig.suptitle("Mean ± std test accuracy over seeds\n(green: counted for the claim, orange: "
+                 "against it)", fontsize=9)
     return fig
 
 
+def _weights(part: dict[str, Any]) -> dict[str, float]:
+    return part.get("contrast") or {part["better"]: 1.0, part["than"]: -1.0}
+
+
 def _varying(records: Records, *keys: str) -> Records:
-    """Finished runs of the first study whose variants set all of ``keys``."""
+    """Trained runs of the first study whose variants set all of ``keys``."""
+    records = [r for r in records if not r.get("skipped")]
     for study in dict.fromkeys(r["study"] for r in records):
         mine = [r for r in records if r["study"] == study]
         if all(all(k in r["factors"] for k in keys) for r in mine):

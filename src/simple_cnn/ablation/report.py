@@ -1,6 +1,7 @@
 """The ablation report: one self-contained HTML page. First the forest plot of every claim's
-effect, then a section per claim with its regime, paired differences, interval, raw and
-adjusted p, its verdict along the budget and a plain sentence."""
+effect with the interval its verdict used (and the raw one), the design and its error control,
+the verdict table, then a section per claim: its looks, its paired differences, its effect
+along the budget, its regime and every variant. Values are in each metric's own unit."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ COLUMNS = (("test_accuracy", "test accuracy", "{:.1%}"), ("macro_f1", "macro-F1"
            ("val_accuracy", "val accuracy (reported images)", "{:.1%}"),
            ("gap", "train-val gap", "{:+.1%}"), ("dead_unit_fraction", "dead units", "{:.1%}"),
            ("train_seconds", "train s", "{:.1f}"), ("images_per_second", "images/s", "{:,.0f}"))
-WORDS = {"supported": "Supported", "contradicted": "Contradicted", "inconclusive": "Inconclusive"}
+WORDS = {"supported": "Supported", "contradicted": "Contradicted", "equivalent": "Equivalent",
+         "inconclusive": "Inconclusive"}
+MEANING = {"supported": "as claimed, by at least the minimum effect",
+           "contradicted": "the other way, by at least the minimum effect",
+           "equivalent": "no meaningful difference (inside the margin)",
+           "inconclusive": "not decided at the cap"}
 
 
 def _cell(stat: dict[str, Any], fmt: str) -> str:
@@ -25,20 +31,18 @@ def _cell(stat: dict[str, Any], fmt: str) -> str:
     return fmt.format(stat["mean"]) + (f" ± {fmt.format(stat['std']).lstrip('+')}" if stat["n"] > 1 else "")
 
 
-def _points(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:+.2f}"
+def number(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value:+.2f}"
 
 
-def _interval(interval: list[float] | None) -> str:
-    return "–" if interval is None else f"[{_points(interval[0])}, {_points(interval[1])}]"
+def interval_text(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return "–"
+    return f"{number(found['mean'])} [{number(found['low'])}, {number(found['high'])}]"
 
 
-def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3g}"
-
-
-def regime_text(regime: dict[str, Any]) -> str:
-    """The regime a claim was measured in, in words."""
+def regime_text(regime: dict[str, Any], met: dict[str, Any] | None = None) -> str:
+    """The regime a claim was measured in, in words (and whether "to convergence" held)."""
     budget = regime["budget"]
     images = " / ".join(f"{n:,}" for n in regime["n_train"])
     length = (f"up to {budget['length']} epochs, stopping after {budget['patience']} without "
@@ -48,15 +52,18 @@ def regime_text(regime: dict[str, Any]) -> str:
     converged = (f"{regime['converged']} of {regime['finished']} finished runs stopped by "
                  "themselves (converged), the others at the cap" if budget["patience"] else
                  "a fixed budget (not trained to convergence)")
+    caveat = (" Fewer than 80 % of the runs converged: the claim's 'trained to convergence' "
+              "regime is not met, and the verdict is about runs stopped at the cap."
+              if met and met.get("to_convergence") and not met["met"] else "")
     return (f"{images} training images, batch {' / '.join(map(str, regime['batch_size']))}, "
-            f"{length}: {passes} passes over the training part on average; {converged}.")
+            f"{length}: {passes} passes over the training part on average; {converged}.{caveat}")
 
 
-def plain_verdict(name: str, study: dict[str, Any]) -> str:
-    test = study["test"]
-    what = f"{test['better']} against {test['than']} on {test['metric'].replace('_', ' ')}"
-    budget = " Its verdict changes with the budget (budget-dependent)." if study["budget_dependent"] else ""
-    return f"{WORDS[study['verdict']]}: {what}; {study['reason']}.{budget}"
+def plain_verdict(study: dict[str, Any]) -> str:
+    budget = study["budget"]
+    moves = (" Its effect changes between the earliest budget point and the end "
+             "(budget-dependent)." if budget.get("tested") and budget["dependent"] else "")
+    return f"{WORDS[study['verdict']]}: {study['reason']}.{moves}"
 
 
 def study_table(study: dict[str, Any]) -> str:
@@ -71,82 +78,108 @@ def study_table(study: dict[str, Any]) -> str:
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def pairs_table(study: dict[str, Any]) -> str:
-    test = study["test"]
-    rows = "".join(f"<tr><td>{p['seed']}</td><td>{p['better']:.4f}</td><td>{p['than']:.4f}</td>"
-                   f"<td>{_points(p['difference'])}</td></tr>" for p in study["pairs"])
-    left = (f"<p>{study['left_out']} pair(s) left out: a diverged run has no {test['metric']}.</p>"
-            if study["left_out"] else "")
-    return (f"<table><thead><tr><th>seed</th><th>{html.escape(test['better'])}</th>"
-            f"<th>{html.escape(test['than'])}</th><th>difference (points, claimed direction)</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table>{left}")
+def pairs_table(part: dict[str, Any]) -> str:
+    variants = list(part["pairs"][0]["scores"]) if part["pairs"] else []
+    head = "".join(f"<th>{html.escape(v)}</th>" for v in variants)
+    rows = "".join(f"<tr><td>{p['seed']}</td>" + "".join(f"<td>{p['scores'][v]:.4f}</td>" for v in variants)
+                   + f"<td>{number(p['difference'])}</td></tr>" for p in part["pairs"])
+    left = (f"<p>{part['left_out']} seed(s) left out: a diverged run has no "
+            f"{html.escape(part['metric'])}.</p>" if part["left_out"] else "")
+    return (f"<table><thead><tr><th>seed</th>{head}<th>d = {html.escape(part['comparison'])} "
+            f"({html.escape(part['unit'])}, claimed direction)</th></tr></thead><tbody>{rows}"
+            f"</tbody></table>{left}")
 
 
-def budget_table(study: dict[str, Any]) -> str:
-    rows = [*study["along_budget"], {"fraction": 1.0, "mean": study["difference"], "n": study["n_pairs"],
-                                     "interval": study["interval"], "p": study["p"],
-                                     "p_adjusted": study["p_adjusted"], "verdict": study["verdict"]}]
-    body = "".join(
-        f"<tr><td>{r['fraction']:g}</td><td>{r['n']}</td><td>{_points(r['mean'])}</td>"
-        f"<td>{_interval(r['interval'])}</td><td>{_p(r['p'])}</td><td>{_p(r['p_adjusted'])}</td>"
-        f"<td class='{r['verdict']}'>{r['verdict']}</td></tr>" for r in rows)
-    return ("<table><thead><tr><th>budget fraction</th><th>pairs</th><th>mean difference</th>"
-            "<th>interval</th><th>p</th><th>adjusted p</th><th>verdict</th></tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+def looks_table(study: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{look['look']}</td><td>{look['seeds']}</td>"
+        + "".join(f"<td>{interval_text(p['interval'])} at level {p['level']:.2g}</td>" for p in look["parts"])
+        + f"<td class='{look['verdict']}'>{look['verdict']}</td></tr>" for look in study["looks"])
+    heads = "".join(f"<th>{html.escape(p['metric'])} ({html.escape(p['unit'])}): mean [interval]</th>"
+                    for p in study["parts"])
+    return (f"<table><thead><tr><th>look</th><th>seeds</th>{heads}<th>verdict</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+def budget_text(study: dict[str, Any]) -> str:
+    budget = study["budget"]
+    if not budget.get("tested"):
+        return f"<p>Budget dependence not tested: {html.escape(budget.get('why', ''))}.</p>"
+    verdict = ("budget-dependent: the effect changes" if budget["dependent"] else
+               "no change of the effect shown")
+    return (f"<p>Change of the effect from budget point {budget['from']:g} to the end: "
+            f"{interval_text(budget['change'])} at level {budget['level']:.2g}: {verdict}.</p>")
 
 
 def verdict_table(summary: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(name)}{' (A/A control)' if s['control'] else ''}</th>"
-        f"<td>{html.escape(s['claim'])}</td><td>{html.escape(s['test']['metric'])}</td>"
-        f"<td>{_points(s['difference'])} {_interval(s['interval'])}</td><td>{_p(s['p'])}</td>"
-        f"<td>{_p(s['p_adjusted'])}</td><td class='{s['verdict']}'>{s['verdict']}"
-        f"{' (budget-dependent)' if s['budget_dependent'] else ''}</td>"
-        f"<td>{html.escape(regime_text(s['regime']))}</td></tr>"
-        for name, s in summary["studies"].items())
-    return ("<table><thead><tr><th>study</th><th>claim</th><th>metric</th><th>effect, points "
-            "[interval]</th><th>p</th><th>adjusted p</th><th>verdict</th><th>regime</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table>")
+    rows = []
+    for name, s in summary["studies"].items():
+        parts = s["parts"] or [{"metric": s["test"][0]["metric"], "unit": "", "interval": None,
+                                "raw_interval": None}]
+        for i, p in enumerate(parts):
+            lead = (f"<th rowspan='{len(parts)}'>{html.escape(name)}{' (A/A control)' if s['control'] else ''}"
+                    f"</th><td rowspan='{len(parts)}'>{html.escape(s['claim'])}</td>") if i == 0 else ""
+            tail = (f"<td rowspan='{len(parts)}' class='{s['verdict']}'>{s['verdict']}"
+                    f"{' (budget-dependent)' if s['budget'].get('dependent') else ''}</td>"
+                    f"<td rowspan='{len(parts)}'>{s['seeds_used']} of {s['cap']}</td>") if i == 0 else ""
+            rows.append(f"<tr>{lead}<td>{html.escape(p['metric'])} ({html.escape(p.get('unit', ''))})</td>"
+                        f"<td>{interval_text(p['interval'])}</td><td>{interval_text(p['raw_interval'])}</td>{tail}</tr>")
+    return ("<table><thead><tr><th>study</th><th>claim</th><th>metric (unit)</th><th>effect "
+            "[interval the verdict used]</th><th>raw 95 % interval (unadjusted)</th><th>verdict</th>"
+            f"<th>seeds used</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _section(name: str, study: dict[str, Any]) -> str:
-    control = ("<p>This is the A/A control: one configuration under two names with different "
-               "seeds. A decisive verdict here is a false alarm of the rule.</p>" if study["control"] else "")
+    control = ("<p>This is the A/A control: one configuration under two names, paired like the "
+               "claims, with only the order and augmentation draws different. It is judged by the "
+               "same procedure; supported or contradicted here would be a false alarm, "
+               "equivalent is what it should reach.</p>" if study["control"] else "")
+    parts = "".join(f"<h3>{html.escape(p['comparison'])} on {html.escape(p['metric'])}</h3>"
+                    f"<p>{html.escape(p['verdict'])}: {html.escape(p['reason'])}</p>{pairs_table(p)}"
+                    for p in study["parts"])
+    along = (figure_html(effect_along_budget(study, name), name) if study["budget"].get("along") else "")
     return (f"<section><h2>{html.escape(name)}</h2><p class='claim'>Claim: {html.escape(study['claim'])}</p>"
-            f"{control}<p><b>{html.escape(plain_verdict(name, study))}</b></p>"
-            f"<p>Regime: {html.escape(regime_text(study['regime']))}</p>"
-            f"<h3>Paired differences per seed</h3>{pairs_table(study)}"
-            f"<h3>Along the budget</h3>{budget_table(study)}"
-            f"{figure_html(effect_along_budget({'studies': {name: study}}, name), name)}"
+            f"{control}<p><b>{html.escape(plain_verdict(study))}</b></p>"
+            f"<p>Regime: {html.escape(regime_text(study['regime'], study['regime_met']))}</p>"
+            f"<h3>Looks</h3>{looks_table(study) if study['looks'] else '<p>No look yet.</p>'}"
+            f"{parts}<h3>Along the budget</h3>{budget_text(study)}{along}"
             f"<h3>Every variant</h3>{study_table(study)}</section>")
 
 
 def first_lesson_section(verdicts: dict[str, Any] | None) -> str:
-    """The first lesson's claims (HOG + SVM against the CNN), judged by the same rule in
-    ``kedro run``: their newest verdicts, or how to get them."""
+    """The first lesson's claims (HOG + SVM against the CNN), judged in ``kedro run``: their
+    newest verdicts, or how to get them."""
     if verdicts is None:
         return ("<section><h2>Why hand-made features hit a wall</h2><p>Not measured yet: "
                 "<code>kedro run</code> judges the course's claims about HOG + SVM (rotation, "
-                "lighting, shifts, the SVM's cost) by this same rule.</p></section>")
+                "lighting, shifts, the SVM's cost) with the same verdicts.</p></section>")
     from simple_cnn.first_lesson.report import first_lesson_html
 
     return first_lesson_html(verdicts)
 
 
+def design_text(summary: dict[str, Any]) -> str:
+    claims = summary["claims_judged_together"]
+    return (f"{summary['runs']} runs trained, {summary['runs_saved']} not needed (their claim was "
+            f"decided at an earlier look). {summary['decided']} of {claims} claims decided. The "
+            f"family is every declared claim ({claims}), at a familywise level of "
+            f"{summary['alpha']:g}; looks after {', '.join(map(str, summary['looks']))} seeds "
+            "(up to each study's cap).")
+
+
 def ablation_html(summary: dict[str, Any], budget: dict[str, Any], figures: dict[str, Figure],
                   first_lesson: dict[str, Any] | None = None) -> str:
-    """The report: the forest plot, the rule, the verdict table, a section per claim, the
+    """The report: the forest plot, the design, the verdict table, a section per claim, the
     first lesson's verdicts (``first_lesson``), then ``figures``."""
-    preview = ("<p class='preview'><b>Preview at a short budget</b>: these runs are short, so "
-               "the verdicts below are a first look, not the study's verdicts; run the default "
-               "study (kedro run --pipelines ablation) for those.</p>" if summary.get("preview") else "")
+    preview = ("<p class='preview'><b>Preview</b>: short runs or few seeds, so the verdicts below "
+               "are a first look, not the study's; run the default study (kedro run --pipelines "
+               "ablation) for those.</p>" if summary.get("preview") else "")
     sections = "".join(_section(name, s) for name, s in summary["studies"].items())
-    budget_text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in budget.items())
+    settings = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in budget.items())
     images = "".join(figure_html(fig, title) for title, fig in figures.items())
     control = [s for s in summary["studies"].values() if s["control"]]
-    check = (f"<p>The rule's check, the A/A control: <b>{control[0]['verdict']}</b> (it should be "
-             "inconclusive; the rule's false alarms are measured at about 5 % in the tests).</p>"
-             if control else "")
+    check = (f"<p>The procedure's check, the A/A control: <b>{control[0]['verdict']}</b> "
+             f"({MEANING[control[0]['verdict']]}).</p>" if control else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Simple CNN: ablation study</title>
@@ -156,6 +189,7 @@ table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
 thead th {{ background: #f0f4f8; }}
 .supported {{ color: #1a7f37; }} .contradicted {{ color: #cf222e; }} .inconclusive {{ color: #9a6700; }}
+.equivalent {{ color: #0550ae; }} .open {{ color: #9a6700; }}
 .claim {{ font-style: italic; }} figure {{ margin: 1.2em 0; }} img {{ max-width: 100%; }}
 .preview {{ background: #fff8c5; padding: 0.6em; border: 1px solid #d4a72c; }}
 figcaption {{ color: #555; font-size: 0.9em; }}
@@ -163,10 +197,10 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 <body>
 <h1>What the course's claims look like, measured</h1>
 {preview}
-{figure_html(forest(summary), "Every claim's effect with its interval")}
-<p>Budget: {html.escape(budget_text)}. {summary['runs']} runs; {summary['claims_judged_together']}
-claims judged together (Holm).</p>
-<p>Verdict rule: {html.escape(summary['rule'])}</p>
+{figure_html(forest(summary), "Every claim's effect with the interval its verdict used")}
+<p>{html.escape(design_text(summary))}</p>
+<p>Settings: {html.escape(settings)}.</p>
+<p>Procedure: {html.escape(summary['rule'])}</p>
 <p>Reported validation accuracy and the train-val gap are measured on validation images that did
 not pick the best epoch (those are the first selection images of the split).</p>
 {check}

@@ -1,73 +1,131 @@
-"""Aggregate a study's runs over seeds and judge its claim: a paired rule with intervals.
+"""Every study's claim judged, with what a reader needs beside the verdict.
 
-The rule, stated once (the report prints :func:`verdict_rule`):
+The procedure, stated once (the report prints :func:`verdict_rule`; ``docs/ablation.md``
+gives the references and the measured error and power):
 
-- **Pairs.** The variants of a study share each seed's initial weights (where the shapes
-  agree), training part and data order. For every seed run by both sides of the claim, ``d``
-  is the claim's metric of ``better`` minus that of ``than``, signed so that positive is the
-  claimed direction.
-- **Failed runs.** A diverged run is a failed run, never a missing one: it scores what a
-  network that learned nothing scores, chance (1 / classes) on the accuracy metrics and 1 on
-  ``dead_unit_fraction`` and ``diverged``. Metrics without such a score (the train-val gap,
-  seconds, images/s) leave out a pair with a diverged run, and say how many.
-- **Test.** Over the pairs: the mean of ``d``, its 95 % interval (Student t, n - 1 degrees of
-  freedom) and the two-sided p of a one-sample t-test (``scipy.stats.ttest_1samp``). The
-  p-values of the claims judged together are Holm-adjusted; an A/A control (``control``) is
-  judged on its own, as the check of the rule's false alarms.
-- **Verdict.** *Supported*: adjusted p below ``alpha`` (so the whole interval lies on the
-  claimed side), the mean at least ``min_difference``, and the ``better`` side diverged no
-  more often than the other. *Contradicted*: adjusted p below ``alpha`` with the mean on the
-  other side. *Inconclusive* otherwise, or with fewer than 2 pairs; the reason says which.
-- **Along the budget.** The same rule at each of ``budget_points`` (fractions of each run's
-  budget: the best weights at that point); a claim whose verdict is not the same at every
-  point is *budget-dependent*.
+- **Pairs.** A study's variants share each seed's initial weights, training part and data
+  order. Per seed, ``d`` is a part's comparison (``better - than``, or a contrast of
+  variants) on its metric, in the metric's unit, signed so that positive is the claimed
+  direction. A diverged run is a failed run, never a missing one: it scores chance on the
+  accuracy metrics and 1 on dead units and ``diverged``; metrics without such a score (the
+  gap, seconds, images/s) leave the seed out, and say so.
+- **The family** is every claim declared, whatever ``studies_to_run`` says; each gets
+  ``alpha / K``, split between its parts and its budget-dependence test (``design.py``).
+- **Looks.** Seeds come in rounds; after each round every open claim's parts get intervals at
+  the look's nominal level (repeated confidence intervals under Lan-DeMets O'Brien-Fleming
+  spending): Student t with the test-sampling error added, or exact sign flips where the
+  differences have no spread or are 0/1 (``intervals.py``). A claim decided at a look gets no
+  more seeds (``sequential.py``).
+- **Verdicts** (``verdicts.py``): supported, contradicted, equivalent (no meaningful
+  difference), or inconclusive at the cap, with the reason and the seeds it would take.
+- **Budget dependence**: the change of the effect between the earliest budget point and the
+  end, tested on its own share of the claim's level.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from simple_cnn.ablation.design import BUDGET_SHARE
+from simple_cnn.ablation.sequential import (
+    FAILED_SCORE,
+    budget_dependence,
+    complete_rows,
+    design_of,
+    inconclusive_reason,
+    read_study,
+    score,
+)
 from simple_cnn.ablation.studies import METRICS, AblationParams
 
-FAILED_SCORE = {"test_accuracy": "chance", "macro_f1": "chance", "val_accuracy": "chance",
-                "dead_unit_fraction": 1.0, "diverged": 1.0}
-"""What a diverged run scores on a metric; metrics not listed have no such score."""
+CONVERGED_SHARE = 0.8
+"""A study trained "to convergence" must see at least this share of its runs stop by themselves."""
 
-
-class Rule(Protocol):
-    """What :func:`decide` needs of its settings (``AblationParams`` and the first lesson's)."""
-
-    alpha: float
-    min_difference: float
+__all__ = ["FAILED_SCORE", "score", "summarise", "summary_inputs", "verdict_rule"]
 
 
 def verdict_rule(ablation: AblationParams) -> str:
-    return (f"Paired by seed: d = better - than on the claim's metric (positive: the claimed "
-            f"direction), its mean with a {1 - ablation.alpha:.0%} Student-t interval and the "
-            f"two-sided p of a one-sample t-test, Holm-adjusted over the claims judged together "
-            f"(the A/A control on its own). Supported: adjusted p < {ablation.alpha:g}, mean >= "
-            f"{ablation.min_difference:g} in the claimed direction, and the better side diverged "
-            f"no more often; contradicted: adjusted p < {ablation.alpha:g} the other way; "
-            f"inconclusive otherwise (or with fewer than 2 pairs). A diverged run scores chance "
-            f"accuracy (1 / classes) and 1 on dead units; a pair with a diverged run is left out "
-            f"for the gap, seconds and images/s.")
+    claims = len(ablation.claims())
+    return (f"Paired by seed: d = the claim's comparison on its metric, in the metric's unit "
+            f"(positive: the claimed direction). The family is the {claims} claims declared; "
+            f"each gets alpha {ablation.alpha:g} / {claims}, {1 - BUDGET_SHARE:.0%} of it for its "
+            f"verdict (split between its parts) and {BUDGET_SHARE:.0%} for its budget-dependence "
+            f"test. Seeds come in rounds; at each look an open claim's interval is a repeated "
+            f"confidence interval (Lan-DeMets O'Brien-Fleming spending over the looks; Student t "
+            f"with the test-images' sampling error added, exact sign flips for 0/1 or constant "
+            f"differences). Supported: the interval lies above the minimum effect; contradicted: "
+            f"below minus it; equivalent: inside plus or minus the margin (no meaningful "
+            f"difference); a decided claim gets no more seeds; inconclusive: still open at its cap. "
+            f"A diverged run scores chance accuracy (1 / classes) and 1 on dead units; a seed "
+            f"with a diverged run is left out for the gap, seconds and images/s.")
 
 
-def score(row: dict[str, Any], metric: str, point: str | None = None) -> float | None:
-    """The run's ``metric`` (at budget ``point``, or at the end); a diverged run's failure
-    score; None where the run has no value (e.g. dead units of GELU)."""
-    if row["diverged"]:
-        failed = FAILED_SCORE.get(metric)
-        return row["chance"] if failed == "chance" else failed
-    if metric == "diverged":
-        return 0.0
-    values = row if point is None else row["along_budget"][point]
-    value = values.get(metric)
-    return None if value is None else float(value)
+def summarise(records: list[dict[str, Any]], ablation: AblationParams) -> dict[str, Any]:
+    """Per selected study: its looks, verdict (the last look's), adjusted and raw intervals,
+    seeds used, budget dependence, regime and per-variant statistics."""
+    studies = {name: _study(name, [r for r in records if r["study"] == name], ablation)
+               for name in ablation.selected()}
+    claims = [s for s in studies.values() if not s["control"]]
+    return {"rule": verdict_rule(ablation), "alpha": ablation.alpha,
+            "family": ablation.claims(), "claims_judged_together": len(ablation.claims()),
+            "thresholds": {m: ablation.threshold(m).model_dump() for m in METRICS},
+            "units": {m: spec.unit for m, spec in METRICS.items()},
+            "seeds": ablation.seeds, "looks": ablation.looks,
+            "budget_points": ablation.budget_points, "runs": sum(not r.get("skipped") for r in records),
+            "runs_saved": sum(bool(r.get("skipped")) for r in records),
+            "decided": sum(s["verdict"] != "inconclusive" for s in claims),
+            "studies": studies, "inputs": summary_inputs(ablation, records)}
+
+
+def _study(name: str, rows: list[dict[str, Any]], ablation: AblationParams) -> dict[str, Any]:
+    spec = ablation.studies[name]
+    read = read_study(name, rows, ablation)
+    last, cap = read["last"], len(ablation.seeds_of(name))
+    trained = [r for r in rows if not r.get("skipped")]
+    if last is not None and not read["open"]:
+        verdict, why, needed = last["verdict"], _decided_reason(last), None
+    else:
+        verdict = "inconclusive"
+        why, needed = inconclusive_reason(read, cap)
+    used = last["seeds"] if last else 0
+    regime_ = regime(trained, spec.budget(ablation.max_steps))
+    return {
+        "claim": spec.claim, "control": spec.control, "test": [p.model_dump(exclude_none=True) for p in spec.test],
+        "verdict": verdict, "reason": why, "seeds_needed": needed,
+        "parts": last["parts"] if last else [], "looks": [_look(look) for look in read["looks"]],
+        "seeds_used": used, "cap": cap, "looks_planned": ablation.looks_of(name),
+        "design": {"claim_level": design_of(ablation, name).claim_level,
+                   "part_level": design_of(ablation, name).part_level(len(spec.test))},
+        "budget": (budget_dependence(name, rows, used, len(read["looks"]), ablation)
+                   if used else {"tested": False, "why": "no look yet"}),
+        "regime": regime_, "regime_met": _regime_met(regime_),
+        "variants": _variants(spec.variants, trained),
+        "factors": {r["variant"]: r["factors"] for r in trained},
+    }
+
+
+def _decided_reason(last: dict[str, Any]) -> str:
+    parts = "; ".join(f"{p['comparison']} on {p['metric'].replace('_', ' ')}: {p['reason']}"
+                      for p in last["parts"])
+    return f"decided after {last['seeds']} seeds (look {last['look']}): {parts}"
+
+
+def _look(look: dict[str, Any]) -> dict[str, Any]:
+    """A look as the report lists it: seeds, verdict, each part's interval."""
+    return {"look": look["look"], "seeds": look["seeds"], "verdict": look["verdict"],
+            "parts": [{"metric": p["metric"], "interval": p["interval"], "verdict": p["verdict"],
+                       "level": p["level"]} for p in look["parts"]]}
+
+
+def _variants(variants: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by_variant = {v: [r for r in rows if r["variant"] == v] for v in variants}
+    return {v: {"runs": len(rs), "n_diverged": sum(r["diverged"] for r in rs),
+                **{metric: describe(_finished(rs, metric)) for metric in METRICS}}
+            for v, rs in by_variant.items()}
 
 
 def describe(values: list[float]) -> dict[str, Any]:
@@ -76,127 +134,11 @@ def describe(values: list[float]) -> dict[str, Any]:
             "std": float(np.std(values, ddof=1)) if n > 1 else (0.0 if n else None), "n": n}
 
 
-def paired_differences(better: list[dict], than: list[dict], metric: str,
-                       point: str | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Per seed run by both sides: the two scores and d (positive: the claimed direction);
-    and how many pairs were left out (no score on one side)."""
-    sign = 1.0 if METRICS[metric] == "higher" else -1.0
-    by_seed = {row["seed"]: row for row in than}
-    pairs, left_out = [], 0
-    for row in sorted(better, key=lambda r: r["seed"]):
-        other = by_seed.get(row["seed"])
-        if other is None:
-            continue
-        a, b = score(row, metric, point), score(other, metric, point)
-        if a is None or b is None:
-            left_out += 1
-            continue
-        pairs.append({"seed": row["seed"], "better": a, "than": b, "difference": sign * (a - b)})
-    return pairs, left_out
-
-
-def paired_test(differences: list[float], alpha: float) -> dict[str, Any]:
-    """Mean of the differences, its ``1 - alpha`` Student-t interval and the two-sided p."""
-    from scipy import stats
-
-    n = len(differences)
-    if n < 2:
-        return {"n": n, "mean": float(differences[0]) if n else None, "interval": None, "p": None}
-    mean = float(np.mean(differences))
-    if np.ptp(differences) == 0:  # no spread: t is infinite (or undefined at 0)
-        return {"n": n, "mean": mean, "interval": [mean, mean], "p": 1.0 if mean == 0 else 0.0}
-    result = stats.ttest_1samp(differences, 0.0)
-    low, high = result.confidence_interval(1 - alpha)
-    return {"n": n, "mean": mean, "interval": [float(low), float(high)], "p": float(result.pvalue)}
-
-
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of the p-values of one family (None: not tested)."""
-    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
-    adjusted: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, (p, i) in enumerate(tested):
-        running = max(running, min(1.0, (len(tested) - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
-def decide(test: dict[str, Any], p_adjusted: float | None, ablation: Rule,
-           more_failures: bool) -> tuple[str, str]:
-    """The verdict and its reason in words, from a paired test and its adjusted p."""
-    if p_adjusted is None:
-        return "inconclusive", f"fewer than 2 paired seeds ({test['n']})"
-    mean, low, high = test["mean"], *test["interval"]
-    numbers = (f"mean difference {mean:+.4g} in the claimed direction, interval "
-               f"[{low:+.4g}, {high:+.4g}], adjusted p {p_adjusted:.3g}")
-    if p_adjusted >= ablation.alpha:
-        return "inconclusive", f"{numbers}: not below {ablation.alpha:g}, the seeds do not decide"
-    if mean < 0:
-        return "contradicted", f"{numbers}: the other side is better"
-    if more_failures:
-        return "inconclusive", f"{numbers}, but the better side diverged more often"
-    if mean < ablation.min_difference:
-        return "inconclusive", (f"{numbers}: real but below the minimum difference that matters "
-                                f"({ablation.min_difference:g})")
-    return "supported", numbers
-
-
-def summarise(records: list[dict[str, Any]], ablation: AblationParams) -> dict[str, Any]:
-    """Per study: per variant mean/std/n of every metric, the regime, the paired differences,
-    the test at the end and along the budget, and the verdict."""
-    studies = {name: _study(name, [r for r in records if r["study"] == name], ablation)
-               for name in ablation.selected()}
-    points = [*_points(ablation), None]
-    for point in points:  # Holm within each family: the claims, and the control on its own
-        for family in ([s for s in studies.values() if not s["control"]],
-                       [s for s in studies.values() if s["control"]]):
-            tests = [s["tests"][str(point)] for s in family]
-            for study, test, adjusted in zip(family, tests, holm([t["p"] for t in tests])):
-                test["p_adjusted"] = adjusted
-                test["verdict"], test["reason"] = decide(test, adjusted, ablation, study["more_failures"])
-    for study in studies.values():
-        end = study["tests"].pop("None")
-        study.update(verdict=end["verdict"], reason=end["reason"], difference=end["mean"],
-                     interval=end["interval"], p=end["p"], p_adjusted=end["p_adjusted"],
-                     n_pairs=end["n"], pairs=end.pop("pairs"), left_out=end.pop("left_out"))
-        study["along_budget"] = [{"fraction": float(p), **{k: v for k, v in t.items() if k != "pairs"}}
-                                 for p, t in study.pop("tests").items()]
-        verdicts = {row["verdict"] for row in study["along_budget"]} | {study["verdict"]}
-        study["budget_dependent"] = len(verdicts) > 1
-    claims = [s for s in studies.values() if not s["control"]]
-    return {"rule": verdict_rule(ablation), "alpha": ablation.alpha,
-            "min_difference": ablation.min_difference, "seeds": ablation.seeds,
-            "budget_points": ablation.budget_points, "claims_judged_together": len(claims),
-            "runs": len(records), "studies": studies, "inputs": summary_inputs(ablation, records)}
-
-
-def _points(ablation: AblationParams) -> list[str]:
-    return [str(p) for p in ablation.budget_points if p < 1]
-
-
-def _study(name: str, mine: list[dict[str, Any]], ablation: AblationParams) -> dict[str, Any]:
-    spec = ablation.studies[name]
-    by_variant = {v: [r for r in mine if r["variant"] == v] for v in spec.variants}
-    variants = {v: {"runs": len(rs), "n_diverged": sum(r["diverged"] for r in rs),
-                    **{metric: describe(_finished(rs, metric)) for metric in METRICS}}
-                for v, rs in by_variant.items()}
-    test = spec.test
-    better, than = by_variant[test.better], by_variant[test.than]
-    tests = {}
-    for point in [*_points(ablation), None]:
-        pairs, left_out = paired_differences(better, than, test.metric, point)
-        tests[str(point)] = {**paired_test([p["difference"] for p in pairs], ablation.alpha),
-                             "pairs": pairs, "left_out": left_out}
-    return {"claim": spec.claim, "test": test.model_dump(), "control": spec.control,
-            "regime": regime(mine, spec.budget(ablation.max_steps)),
-            "variants": variants, "factors": {r["variant"]: r["factors"] for r in mine},
-            "more_failures": variants[test.better]["n_diverged"] > variants[test.than]["n_diverged"],
-            "tests": tests}
-
-
 def _finished(rows: list[dict[str, Any]], metric: str) -> list[float]:
-    """A variant's metric over its runs: every run for ``diverged``, finished runs otherwise."""
-    values = [score(r, metric) for r in rows if metric == "diverged" or not r["diverged"]]
+    """A variant's metric over its runs: every run for ``diverged``, finished runs otherwise
+    (a metric a row did not record is left out)."""
+    values = [score(r, metric) for r in rows
+              if (metric == "diverged" or not r["diverged"]) and (metric in r or r["diverged"])]
     return [v for v in values if v is not None]
 
 
@@ -213,6 +155,15 @@ def regime(rows: list[dict[str, Any]], budget: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _regime_met(regime_: dict[str, Any]) -> dict[str, Any]:
+    """A study trained to convergence (an epoch cap with patience) says whether enough of its
+    runs stopped by themselves."""
+    if not regime_["budget"].get("patience"):
+        return {"to_convergence": False, "met": True}
+    share = regime_["converged"] / regime_["finished"] if regime_["finished"] else 0.0
+    return {"to_convergence": True, "share": share, "met": share >= CONVERGED_SHARE}
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -222,3 +173,8 @@ def summary_inputs(ablation: AblationParams, rows: list[dict[str, Any]]) -> str:
     made_of = {"ablation": ablation.model_dump(mode="json"),
                "rows": sorted(r.get("fingerprint") or "" for r in rows)}
     return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trained_rows_by_variant(name: str, rows: list[dict[str, Any]], ablation: AblationParams):
+    """The study's trained rows, by variant and seed (for figures)."""
+    return complete_rows(ablation.studies[name], rows)

@@ -1,26 +1,15 @@
-"""``kedro ablation run``: the study's variant x seed runs as Dask tasks, each one Kedro session.
-
-Three steps, each a Kedro session with the command's ``--env`` and ``--params``:
-
-1. here: ingest what is missing (as ``--only-missing-outputs`` would) and list the runs whose
-   row (``<namespace>.ablation_run``) is missing; if the splits are made anew, every run is;
-2. on the cluster: one task per missing run, running that namespace's two nodes on a worker;
-   a failed task is reported with its namespace and error, and the others go on;
-3. here, once every run has its row: the summary, figures and report.
-
-Dask does the scheduling (a ``LocalCluster`` of worker processes, or an existing scheduler);
-Kedro's catalog does the saving, atomically, so an interrupted study resumes where it stopped.
-"""
+"""The Dask side of ``kedro ablation run``: how every Kedro session of the study is created,
+the local or remote cluster, the check that its workers can run the project and see its data,
+and each worker's share of the machine. The study's rounds are ``rounds.py``'s."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,17 +17,14 @@ from typing import Any
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from simple_cnn.ablation.studies import NAMESPACE
-from simple_cnn.errors import ClusterError, StudyIncompleteError
+from simple_cnn.errors import ClusterError
 from simple_cnn.params import merged
 
-PIPELINE = "ablation"
-RUN_NODES = ("configure_run", "train_and_evaluate_run")
 CONNECT_TIMEOUT_S = 5
 WORKERS_TIMEOUT_S = 30
 QUIET = {"cnn": {"training": {"progress_bar": False}}}  # a worker's bar would break the study's
 
-_one_session_at_a_time = threading.Lock()  # Kedro's hooks and settings are per process
+one_session_at_a_time = threading.Lock()  # Kedro's hooks and settings are per process
 
 
 @dataclass(frozen=True)
@@ -59,141 +45,6 @@ class StudySessions:
         with KedroSession.create(project_path=self.project, env=self.env,
                                  runtime_params=params) as session:
             yield session
-
-
-@dataclass
-class Outcome:
-    """What the cluster did: each finished run's timing, and each failed run's error (with
-    the worker's traceback)."""
-
-    finished: list[dict[str, Any]] = field(default_factory=list)
-    failed: dict[str, BaseException] = field(default_factory=dict)
-
-
-def run_study(sessions: StudySessions, client_factory, echo=print) -> Outcome:
-    """Steps 1 to 3 (see the module's docstring); raises ``StudyIncompleteError`` naming the
-    failed runs, after the others have finished. The cluster starts, and its workers import
-    the project, while this process ingests."""
-    outcome = Outcome()
-    with ExitStack() as stack:
-        session = stack.enter_context(sessions.session())
-        pending, total, stale = missing_runs(session)
-        echo(f"Ablation study: {total} runs, {total - len(pending)} already have their row, "
-             f"{len(pending)} to run" + (f" ({stale} of them stale: made with other settings)."
-                                         if stale else "."))
-        if not pending:
-            ingest(session)
-        else:
-            client = stack.enter_context(client_factory())
-            warming = [client.submit(warm_up, pure=False, workers=[worker])  # meanwhile
-                       for worker in client.scheduler_info()["workers"]]
-            ingest(session)
-            check_runs(session, pending)
-            check_workers(client, probe_folders(session, pending), warming)
-            outcome = dispatch(client, sessions, pending, echo)
-            echo(timing_line(outcome))
-    if outcome.failed:
-        first = next(iter(outcome.failed.values()))  # its worker traceback, under --traceback
-        raise StudyIncompleteError(failure_message(outcome.failed, sessions)) from first
-    summarise(sessions, made_anew=bool(pending))
-    return outcome
-
-
-# ------------------------------------------------------------------ here, before and after
-def missing_runs(session: KedroSession) -> tuple[list[str], int, int]:
-    """The namespaces of the runs to do (all of them if the splits are to be made anew; a run
-    whose row was made with other settings is done again), how many runs the study has, and
-    how many of those to do are stale."""
-    from kedro.framework.project import pipelines
-
-    from simple_cnn.pipelines.ablation.freshness import outdated
-
-    catalog = session.load_context().catalog
-    study = pipelines[PIPELINE]
-    namespaces = sorted({n.namespace for n in study.nodes if n.namespace})
-    new_splits = not all(catalog.exists(name) for name in _run_inputs(study) if name in catalog)
-    stale = {name.removesuffix(".ablation_run") for name in outdated(catalog, study)}
-    pending = [ns for ns in namespaces
-               if new_splits or ns in stale or not catalog.exists(f"{ns}.ablation_run")]
-    return pending, len(namespaces), len(stale & set(pending))
-
-
-def check_runs(session: KedroSession, namespaces: list[str]) -> None:
-    """Every run's parameters against its real length and the validation split, here, before
-    any of them trains (a run that cannot train would otherwise fail on its worker)."""
-    from simple_cnn.ablation.studies import AblationParams
-    from simple_cnn.pipelines.ablation.nodes import RunNodes
-
-    catalog = session.load_context().catalog
-    ablation = AblationParams.model_validate(catalog.load("params:ablation"))
-    summary, cnn = catalog.load("dataset_summary"), catalog.load("params:cnn")
-    runs = {run.namespace: run for run in ablation.runs()}
-    for namespace in namespaces:
-        refuse_ddp(namespace, RunNodes(runs[namespace]).configure_run(cnn, ablation, summary))
-
-
-def refuse_ddp(namespace: str, params) -> None:
-    """A run that would train on several processes cannot run as a Dask task: Dask's worker
-    processes are daemonic, and a daemonic process may not start children."""
-    processes = params.training.distributed.nproc_per_node
-    if processes > 1:
-        raise ClusterError(
-            f"{namespace} trains on {processes} processes (cnn.training.distributed."
-            f"nproc_per_node={processes}), which a Dask task cannot start: Dask's worker processes "
-            f"are daemonic and may not have children. kedro ablation run spreads the runs over "
-            f"the workers instead (one GPU each): set nproc_per_node: 1, or train the study in one "
-            f"process with kedro run --pipelines ablation.")
-
-
-def ingest(session: KedroSession) -> None:
-    """The study's ingestion nodes whose outputs are missing (none, usually)."""
-    from kedro.framework.project import pipelines
-
-    study = pipelines[PIPELINE]
-    ingestion = [n.name for n in study.nodes if NAMESPACE not in n.tags]
-    session.run(pipeline_names=[PIPELINE], node_names=ingestion, only_missing_outputs=True)
-
-
-def _run_inputs(study) -> set[str]:
-    """The datasets the runs share, made by ingestion (the splits and the dataset summary)."""
-    runs = study.only_nodes(*(n.name for n in study.nodes if n.namespace))
-    return {name for name in runs.inputs() if not name.startswith("params:")
-            and not name.endswith(".cnn_checkpoint")}
-
-
-def summarise(sessions: StudySessions, made_anew: bool) -> None:
-    """The summary, figures and report, from every run's row. When no run was made by this
-    command, only what is missing is made (a second invocation makes nothing)."""
-    from kedro.framework.project import pipelines
-
-    with sessions.session() as session:
-        session.load_context()
-        names = [n.name for n in pipelines[PIPELINE].nodes if NAMESPACE in n.tags and not n.namespace]
-        session.run(pipeline_names=[PIPELINE], node_names=names,
-                    only_missing_outputs=not made_anew)
-
-
-def failure_message(failed: dict[str, BaseException], sessions: StudySessions) -> str:
-    lines = [f"{len(failed)} run(s) of the ablation study failed (the others finished and "
-             "kept their rows):"]
-    lines += [f"  {namespace}: {_one_line(error)}" for namespace, error in sorted(failed.items())]
-    env = f" --env {sessions.env}" if sessions.env else ""
-    lines.append(f"Fix the cause, then run the same command again: it runs just these (finished "
-                 f"runs are skipped), then builds the summary. Or, in one process: kedro run"
-                 f"{env} --pipelines ablation --namespaces {','.join(sorted(failed))}")
-    return "\n".join(lines)
-
-
-def timing_line(outcome: Outcome) -> str:
-    """How long the runs took and how much of it was the per-task overhead (session start,
-    loading the splits, saving the row): the task's wall time minus its nodes' time."""
-    runs = outcome.finished
-    if not runs:
-        return "No run finished."
-    wall = sum(r["seconds"] for r in runs) / len(runs)
-    overhead = sum(r["seconds"] - r["node_seconds"] for r in runs) / len(runs)
-    return (f"{len(runs)} run(s) finished: {wall:.1f} s each on average, of which "
-            f"{overhead:.1f} s per-task overhead (session start, loading the splits, saving).")
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -331,67 +182,13 @@ def read_probe(url: str) -> str | None:
         return None
 
 
-def dispatch(client, sessions: StudySessions, namespaces: list[str], echo=print) -> Outcome:
-    """One task per run; a progress bar with done / running / failed counts."""
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
-    if client.dashboard_link and _has_bokeh():
-        echo(f"Dask dashboard: {client.dashboard_link}")
-    futures = {client.submit(run_variant, sessions, ns, key=f"{ns}-{uuid.uuid4().hex[:8]}",
-                             pure=False): ns for ns in namespaces}
-    outcome = Outcome()
-    with tqdm(total=len(futures), desc="ablation runs", unit="run") as bar:
-        for future in as_completed(futures):
-            namespace = futures.pop(future)
-            if future.status == "finished":
-                outcome.finished.append(future.result())
-            else:
-                error = future.exception().with_traceback(future.traceback())
-                outcome.failed[namespace] = error
-                bar.write(f"failed: {namespace}: {_one_line(error)}")
-            bar.set_postfix(done=len(outcome.finished), running=_running(client),
-                            failed=len(outcome.failed), refresh=False)
-            bar.update()
-    return outcome
-
-
-def _running(client) -> int:
-    """Runs in progress: tasks on a worker, at most one per worker thread."""
-    try:
-        threads = client.nthreads()
-        return sum(min(len(keys), threads.get(w, 1)) for w, keys in client.processing().items())
-    except Exception:  # noqa: BLE001 - the count is cosmetic; never fail the study for it
-        return 0
-
-
-def _one_line(error: BaseException | None) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())
-
-
 # ------------------------------------------------------------------------- on a worker
-def run_variant(sessions: StudySessions, namespace: str) -> dict[str, Any]:
-    """On a worker: run one namespace's nodes in a Kedro session; its timing, for the
-    overhead figure. Errors travel back to the command with their traceback."""
-    from simple_cnn.hooks import profile_returned
-
-    start = time.perf_counter()
-    with _one_session_at_a_time:
-        _use_share(sessions)
-        with profile_returned() as rows, sessions.session(QUIET) as session:
-            _quiet_logging()
-            session.run(pipeline_names=[PIPELINE],
-                        node_names=[f"{namespace}.{name}" for name in RUN_NODES])
-    return {"namespace": namespace, "seconds": time.perf_counter() - start,
-            "node_seconds": sum(row["seconds"] for row in rows)}
-
-
 def warm_up() -> None:
     """On a worker: import what a run needs, while the command still ingests."""
     import simple_cnn.pipelines.ablation.nodes  # noqa: F401 - torch, kedro, the project
 
 
-def _use_share(sessions: StudySessions) -> None:
+def use_share(sessions: StudySessions) -> None:
     import torch
 
     if sessions.torch_threads:
@@ -402,7 +199,7 @@ def _use_share(sessions: StudySessions) -> None:
         torch.cuda.set_device(int(get_worker().name) % sessions.gpus)
 
 
-def _quiet_logging() -> None:
+def quiet_logging() -> None:
     """A worker logs warnings and errors only: the command's progress bar says the rest."""
     for name in ("kedro", "simple_cnn", ""):
         logging.getLogger(name).setLevel(logging.WARNING)
