@@ -124,8 +124,8 @@ def http_server():
 
 def make_project(root: Path) -> Path:
     """A copy of the project's conf/ and empty data/ layers at ``root``."""
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf",
-                    ignore=shutil.ignore_patterns("credentials*"))
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf",  # not a developer's own conf/local
+                    ignore=lambda folder, names: names if Path(folder).name == "local" else [])
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copy(PROJECT_ROOT / ".telemetry", root / ".telemetry")
     (root / "src").mkdir()  # the package itself is installed; Kedro only wants the folder

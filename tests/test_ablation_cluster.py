@@ -147,24 +147,24 @@ class _Workers:
     def gather(self, futures):
         return futures
 
-    def run(self, function, path):
-        return {"tcp://10.0.0.1:4000": function(path), "tcp://10.0.0.2:4000": None}
+    def run(self, function, path, storage):
+        return {"tcp://10.0.0.1:4000": function(path, storage), "tcp://10.0.0.2:4000": None}
 
 
 def test_workers_that_cannot_see_the_data_folder_are_refused_by_address(project):
     folder = str(project / "data" / "03_primary")
     with pytest.raises(ClusterError, match=r"cannot see .*03_primary, where the runs read and write: "
                                            r"tcp://10\.0\.0\.2:4000\. Every worker must see it"):
-        check_workers(_Workers(), [folder])
+        check_workers(_Workers(), [(folder, {})])
     assert not list((project / "data").rglob(".dask-probe-*"))  # the probe is removed
 
 
 class _SeeingWorkers(_Workers):
     probes: list = []
 
-    def run(self, function, path):
+    def run(self, function, path, storage):
         self.probes.append(path)
-        return {"tcp://10.0.0.1:4000": function(path)}
+        return {"tcp://10.0.0.1:4000": function(path, storage)}
 
 
 def test_the_probe_goes_where_the_catalog_puts_the_data_not_to_the_local_folder(project):
@@ -180,8 +180,8 @@ def test_the_probe_goes_where_the_catalog_puts_the_data_not_to_the_local_folder(
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env="remote") as session:
         folders = probe_folders(session, ["ablation.norm.a.seed_0"])
-    assert folders[0] == "memory:///bucket/primary"
-    assert folders[1:] == [str(project / "data/07_model_output/ablation")]
+    assert folders[0] == ("memory:///bucket/primary", {})
+    assert folders[1:] == [(str(project / "data/07_model_output/ablation"), {"auto_mkdir": True})]
     workers = _SeeingWorkers()
     check_workers(workers, folders[:1])  # the worker reads the probe from memory://
     assert workers.probes[0].startswith("memory:///bucket/primary/.dask-probe-")

@@ -420,3 +420,18 @@ def test_four_writers_on_one_sqlite_store_lose_nothing(tmp_path):
     metrics = mlflow_client.get_run(run_id).data.metrics
     assert len(metrics) == 4 * 20 and all(value == 9.0 for value in metrics.values())
     assert len(mlflow_client.get_metric_history(run_id, "w3.m19")) == 10
+
+
+def test_an_artifact_on_object_storage_is_logged_from_a_local_copy_not_skipped():
+    """With the catalog on a remote filesystem (here fsspec's memory://), the saved version is
+    fetched to a temporary file for MLflow, which logs files; it used to be skipped silently."""
+    from kedro.io.core import Version
+    from kedro_datasets.text import TextDataset
+
+    from simple_cnn.tracking.hooks import _local_file
+
+    dataset = TextDataset(filepath="memory:///reports/report.html", version=Version(None, "2026-12-04T00.00.00.000Z"))
+    dataset.save("<html>remote</html>")
+    with _local_file(dataset, "2026-12-04T00.00.00.000Z") as path:
+        assert path.is_file() and path.read_text() == "<html>remote</html>" and path.name == "report.html"
+    assert not path.exists()  # the copy is gone afterwards

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +44,11 @@ NUM_CLASSES = 10
 _CHUNK = 1 << 20
 
 
-def md5_of(path: str | os.PathLike) -> str:
-    """The MD5 hex digest of a file, read in 1 MiB chunks."""
+def md5_of(path: str | os.PathLike, opener=open) -> str:
+    """The MD5 hex digest of a file, read in 1 MiB chunks (``opener``: how to open it, e.g. a
+    filesystem's ``open``)."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
+    with opener(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -67,8 +68,9 @@ def normalise_md5(md5: str | None) -> str | None:
     return value
 
 
-def verify_archive(path: Path, md5: str | None) -> None:
-    """Check an archive's checksum (and, for the official one, its size first: it is cheaper)."""
+def verify_archive(path, md5: str | None, fs=None) -> None:
+    """Check an archive's checksum (and, for the official one, its size first: it is cheaper),
+    on the local disk or on ``fs`` (an fsspec filesystem, e.g. object storage)."""
     if md5 is None:
         warnings.warn(
             f"cifar10_md5=none: the checksum of {path} is NOT verified. A truncated or "
@@ -78,14 +80,14 @@ def verify_archive(path: Path, md5: str | None) -> None:
         logger.warning("Checksum check skipped for %s (cifar10_md5=none).", path)
         return
     if md5 == CIFAR10_MD5:
-        size = path.stat().st_size
+        size = fs.size(path) if fs is not None else Path(path).stat().st_size
         if size != CIFAR10_SIZE:
             raise DataError(
                 f"{path} is {size:,} bytes, but the official CIFAR-10 binary archive is "
                 f"{CIFAR10_SIZE:,} bytes: the file is truncated or not that archive. Delete it to "
                 "download it again, or pass the right checksum with `--params cifar10_md5=...`."
             )
-    actual = md5_of(path)
+    actual = md5_of(path, fs.open if fs is not None else open)
     if actual != md5:
         raise DataError(
             f"Checksum mismatch for {path}: expected MD5 {md5}, got {actual}. Delete the file to "
@@ -181,13 +183,15 @@ def _parse_batch(data: bytes, name: str, archive: Path) -> tuple[np.ndarray, np.
     return np.ascontiguousarray(images), labels
 
 
-def parse_archive(path: str | os.PathLike) -> RawImages:
-    """Parse ``cifar-10-binary.tar.gz`` into uint8 images (N, 32, 32, 3) and int64 labels."""
-    path = Path(path)
+def parse_archive(path: str | os.PathLike, handle=None) -> RawImages:
+    """Parse ``cifar-10-binary.tar.gz`` into uint8 images (N, 32, 32, 3) and int64 labels (from
+    ``handle``, an open binary file, when given: ``path`` then only names it)."""
+    path = Path(path) if handle is None else path
     wanted = set(TRAIN_MEMBERS) | {TEST_MEMBER, META_MEMBER}
     found: dict[str, bytes] = {}
+    source = {"name": path} if handle is None else {"fileobj": handle}
     try:
-        with tarfile.open(path, mode="r|*") as tar:  # streaming: one pass over the gzip
+        with tarfile.open(**source, mode="r|*") as tar:  # streaming: one pass over the gzip
             for member in tar:
                 name = Path(member.name).name
                 if member.isfile() and name in wanted:
@@ -221,30 +225,60 @@ def parse_archive(path: str | os.PathLike) -> RawImages:
 
 @dataclass(frozen=True)
 class Cifar10Archive:
-    """Where the archive lives and where it comes from; nothing is read until :meth:`read`."""
+    """Where the archive lives and where it comes from; nothing is read until :meth:`read`.
+    ``filepath`` is a local path or any fsspec URL (``s3://bucket/raw/cifar-10-binary.tar.gz``),
+    reached with ``storage`` (the catalog entry's ``credentials`` and ``fs_args``)."""
 
-    filepath: Path
+    filepath: str | Path
     url: str = CIFAR10_URL
     md5: str | None = CIFAR10_MD5
+    storage: dict = field(default_factory=dict)
+
+    def _remote(self):
+        """The archive's filesystem and path when it is not on the local disk, else None."""
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(str(self.filepath), **self.storage)
+        return None if "file" in _protocols(fs) else (fs, path)
 
     def fetch(self, progress: bool = True) -> Path:
-        """Make sure a verified archive is at ``filepath``, downloading it if missing. Processes
-        that fetch at once (two runs, torchrun's ranks) download it once: the others wait for
-        the first under an OS file lock, then find the archive there."""
+        """Make sure a verified archive is at ``filepath`` (on the local disk), downloading it if
+        missing. Processes that fetch at once (two runs, torchrun's ranks) download it once: the
+        others wait for the first under an OS file lock, then find the archive there."""
         from filelock import FileLock
 
-        md5 = normalise_md5(self.md5)
-        if not self.filepath.exists():
-            self.filepath.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(self.filepath.with_name(self.filepath.name + ".lock")):
-                if not self.filepath.exists():
-                    logger.info("%s not found: downloading %s", self.filepath, self.url)
-                    download(self.url, self.filepath, progress=progress)
-        verify_archive(self.filepath, md5)
-        return self.filepath
+        md5, path = normalise_md5(self.md5), Path(self.filepath)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(path.with_name(path.name + ".lock")):
+                if not path.exists():
+                    logger.info("%s not found: downloading %s", path, self.url)
+                    download(self.url, path, progress=progress)
+        verify_archive(path, md5)
+        return path
 
     def read(self, progress: bool = True) -> RawImages:
-        return parse_archive(self.fetch(progress=progress))
+        remote = self._remote()
+        if remote is None:
+            return parse_archive(self.fetch(progress=progress))
+        fs, path = remote
+        md5 = normalise_md5(self.md5)
+        if not fs.exists(path):  # downloaded here, checked, then put where the catalog says
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as folder:
+                local = download(self.url, Path(folder) / Path(path).name, progress=progress)
+                verify_archive(local, md5)
+                fs.put_file(str(local), path)
+        else:
+            verify_archive(path, md5, fs)
+        with fs.open(path, "rb") as handle:
+            return parse_archive(self.filepath, handle)
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def write_archive(path: str | os.PathLike, raw: RawImages, compresslevel: int = 1) -> Path:

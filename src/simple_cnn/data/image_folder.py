@@ -46,25 +46,43 @@ class _Entry:
     read: Callable[[], bytes]
 
 
-def _entries(path: Path) -> Iterator[_Entry]:
-    """Every file of a folder or a tar archive, one at a time: its bytes are read on demand."""
-    if path.is_dir():
-        for file in sorted(path.rglob("*")):
-            if file.is_file():
-                yield _Entry(PurePosixPath(file.relative_to(path).as_posix()), file.stat().st_size,
-                             file.read_bytes)
-        return
-    try:
-        with tarfile.open(path) as tar:
-            for member in tar:  # streamed: a .tar.gz is decompressed once, front to back
-                if member.isfile():
-                    yield _Entry(PurePosixPath(member.name), member.size,
-                                 lambda m=member: tar.extractfile(m).read())
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise DataError(f"{path} is not a readable folder or .tar(.gz) archive ({error}).") from error
+class Source:
+    """A folder or ``.tar(.gz)`` on any filesystem: a local path or an fsspec URL
+    (``s3://bucket/photos``) with the storage options that reach it (credentials, fs_args)."""
+
+    def __init__(self, location: str | Path, storage: dict | None = None) -> None:
+        import fsspec
+
+        self.location = str(location)
+        self.fs, self.root = fsspec.core.url_to_fs(self.location, **(storage or {}))
+
+    def __str__(self) -> str:
+        return self.location
+
+    def exists(self) -> bool:
+        return self.fs.exists(self.root)
+
+    def entries(self) -> Iterator[_Entry]:
+        """Every file, one at a time (in name order for a folder, as stored for an archive): its
+        bytes are read on demand."""
+        if self.fs.isdir(self.root):
+            found = self.fs.find(self.root, detail=True)
+            prefix = self.root.rstrip("/") + "/"
+            for name in sorted(found):
+                yield _Entry(PurePosixPath(name.removeprefix(prefix)), int(found[name]["size"]),
+                             lambda name=name: self.fs.cat_file(name))
+            return
+        try:
+            with self.fs.open(self.root, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+                for member in tar:  # streamed: a .tar.gz is decompressed once, front to back
+                    if member.isfile():
+                        yield _Entry(PurePosixPath(member.name), member.size,
+                                     lambda m=member: tar.extractfile(m).read())
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise DataError(f"{self} is not a readable folder or .tar(.gz) archive ({error}).") from error
 
 
-def _log_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+def _log_skipped(path: Source | Path, skipped: list[tuple[str, str]]) -> None:
     if not skipped:
         return
     shown = "; ".join(f"{name} ({why})" for name, why in skipped[:10])
@@ -75,14 +93,14 @@ def _log_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
 Files = dict[str, list[tuple[str, PurePosixPath, np.ndarray | None]]]
 
 
-def _collect(path: Path, image_size: int, limits: Limits) -> tuple[Files, list[str]]:
+def _collect(path: Source | Path, image_size: int, limits: Limits) -> tuple[Files, list[str]]:
     """Per split, each image file as (class, name, decoded pixels or None if unreadable), in
     name order; what is not read is logged; the names of unreadable images."""
     files: Files = {split: [] for split in SPLITS}
     skipped: list[tuple[str, str]] = []
     unreadable: list[str] = []
     total = 0
-    for entry in _entries(path):
+    for entry in path.entries():
         parts = entry.name.parts
         # allow one wrapping top-level folder, as in most archives
         split_at = next((i for i, part in enumerate(parts) if part in SPLITS), None)
@@ -107,7 +125,7 @@ def _size(n: int) -> str:
                 if n >= 2**p or p == 0)
 
 
-def _check_size(path: Path, entry: _Entry, total: int, limits: Limits) -> None:
+def _check_size(path: Source | Path, entry: _Entry, total: int, limits: Limits) -> None:
     if entry.size > limits.file_bytes:
         raise DataError(
             f"{path}: {entry.name} is {_size(entry.size)}, above the limit of "
@@ -120,7 +138,7 @@ def _check_size(path: Path, entry: _Entry, total: int, limits: Limits) -> None:
             "catalog entry if the folder is meant to be that large.")
 
 
-def _decode(path: Path, entry: _Entry, image_size: int, limits: Limits, resize) -> np.ndarray | None:
+def _decode(path: Source | Path, entry: _Entry, image_size: int, limits: Limits, resize) -> np.ndarray | None:
     """The entry's image resized to ``image_size`` by ``resize`` (uint8 RGB), None if it is not
     an image of the formats read; one past ``limits`` is refused by name."""
     try:
@@ -138,7 +156,7 @@ def decode_image(name: str, data: bytes, image_size: int, limits: Limits = Limit
     return _decode(Path("the request"), entry, image_size, limits, fit_to_square)
 
 
-def _check_classes(path: Path, files) -> list[str]:
+def _check_classes(path: Source | Path, files) -> list[str]:
     for split in ("train", "test"):
         if not files[split]:
             raise DataError(f"{path} holds no {split} images: expected {split}/<class>/<image>.")
@@ -162,10 +180,12 @@ def _stacked(files, index: dict[str, int], image_size: int) -> tuple[np.ndarray,
     return images, np.array([index[cls] for cls, _, _ in files], dtype=np.int64)
 
 
-def read_image_folder(path: str | Path, image_size: int = 32, limits: Limits = Limits()) -> RawImages:
+def read_image_folder(path: str | Path, image_size: int = 32, limits: Limits = Limits(),
+                      storage: dict | None = None) -> RawImages:
     """Read ``<split>/<class>/<image>`` images into uint8 arrays of shape (N, size, size, 3),
-    one file at a time (each decoded and resized as it is read), within ``limits``."""
-    path = Path(path)
+    one file at a time (each decoded and resized as it is read), within ``limits``. ``path``
+    is local or any fsspec URL, reached with ``storage``."""
+    path = Source(path, storage)
     if not path.exists():
         raise DataError(
             f"Image folder {path} does not exist. Create it with train/<class>/<image> and "
@@ -188,27 +208,30 @@ def read_image_folder(path: str | Path, image_size: int = 32, limits: Limits = L
 
 @dataclass(frozen=True)
 class ImageFolder:
-    """Where the images live; nothing is read until :meth:`read`."""
+    """Where the images live (a local path or an fsspec URL, with its storage options);
+    nothing is read until :meth:`read`."""
 
-    path: Path
+    path: str | Path
     limits: Limits = Limits()
+    storage: dict | None = None
 
     def read(self, image_size: int = 32) -> RawImages:
-        return read_image_folder(self.path, image_size, self.limits)
+        return read_image_folder(self.path, image_size, self.limits, self.storage)
 
 
-def read_images(path: str | Path, image_size: int, limits: Limits = Limits()
+def read_images(path: str | Path, image_size: int, limits: Limits = Limits(), storage: dict | None = None
                 ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
     """Every image under a folder or ``.tar(.gz)`` (sub-folders included), for prediction:
     the names, uint8 (N, size, size, 3) images by :func:`fit_to_square`, and the files not
-    read with why (not an image format, or unreadable). Refuses a missing or empty source."""
-    path = Path(path)
+    read with why (not an image format, or unreadable). Refuses a missing or empty source.
+    ``path`` is local or any fsspec URL, reached with ``storage``."""
+    path = Source(path, storage)
     where = (f"Put the images to classify in {path} (a folder, sub-folders included, or a "
              f".tar(.gz)), or name another place with --params predict.source=PATH.")
     if not path.exists():
         raise DataError(f"{path} does not exist. {where}")
     names, images, skipped, total = [], [], [], 0
-    for entry in _entries(path):
+    for entry in path.entries():
         if entry.name.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append((str(entry.name), NOT_AN_IMAGE))
             continue
@@ -229,10 +252,12 @@ def read_images(path: str | Path, image_size: int, limits: Limits = Limits()
 
 @dataclass(frozen=True)
 class ImageFiles:
-    """Images to classify, wherever they are; nothing is read until :meth:`read`."""
+    """Images to classify, wherever they are (a local path or an fsspec URL, with its storage
+    options); nothing is read until :meth:`read`."""
 
-    path: Path
+    path: str | Path
     limits: Limits = Limits()
+    storage: dict | None = None
 
     def read(self, image_size: int) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-        return read_images(self.path, image_size, self.limits)
+        return read_images(self.path, image_size, self.limits, self.storage)

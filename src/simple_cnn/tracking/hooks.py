@@ -6,9 +6,11 @@ Imported only when kedro-mlflow is installed (``simple_cnn.tracking.project_hook
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -192,17 +194,29 @@ class RunRecordHooks:
         for name, dataset in saved.items():
             if kinds[name] == "metrics":
                 _log(client, run_id, metrics=records.metrics(name, _load(dataset, version)))
-            elif kinds[name] in ("artifact", "model") and _local(dataset):
-                path = Path(str(dataset._get_versioned_path(version)))
-                client.log_artifact(run_id, str(path), artifact_path=name)
-                if kinds[name] == "model":
-                    _log_served_model(run_id, path, version)
+            elif kinds[name] in ("artifact", "model"):
+                with _local_file(dataset, version) as path:
+                    client.log_artifact(run_id, str(path), artifact_path=name)
+                    if kinds[name] == "model":
+                        _log_served_model(run_id, path, version)
             elif kinds[name] == "ablation_run":
                 _log_study_run(client, run_id, _load(dataset, version), own)
 
 
-def _local(dataset) -> bool:
-    return getattr(dataset, "_protocol", "file") == "file"
+@contextmanager
+def _local_file(dataset, version: str) -> Iterator[Path]:
+    """The saved version as a local file: itself on the local disk, else a temporary copy (the
+    catalog on object storage: MLflow logs files)."""
+    path = Path(str(dataset._get_versioned_path(version)))
+    if getattr(dataset, "_protocol", "file") == "file":
+        yield path
+        return
+    from kedro.io.core import get_filepath_str
+
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / path.name
+        dataset._fs.get(get_filepath_str(dataset._get_versioned_path(version), dataset._protocol), str(local))
+        yield local
 
 
 def _log_served_model(run_id: str, path: Path, version: str) -> None:

@@ -117,13 +117,13 @@ def local_shares(workers: int) -> tuple[int, int]:
     return max(1, share), torch.cuda.device_count()
 
 
-def probe_folders(session: KedroSession, namespaces: list[str]) -> list[str]:
-    """Where the runs' data really is, as fsspec URLs: the folders of the splits they read and
-    of the rows they write (a local path made absolute against the project; ``s3://...`` and
-    other file systems as the catalog names them)."""
+def probe_folders(session: KedroSession, namespaces: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Where the runs' data really is: the folders of the splits they read and of the rows they
+    write, as fsspec URLs (a local path made absolute against the project), each with the
+    storage options its catalog entry reaches it with (``credentials`` and ``fs_args``)."""
     catalog, project = session.load_context().catalog, Path(session._project_path)
     names = ["train_split", *(f"{ns}.ablation_run" for ns in namespaces[:1])]
-    folders = []
+    folders: list[tuple[str, dict[str, Any]]] = []
     for name in names:
         dataset = catalog.get(name) if name in catalog else None
         dataset = getattr(dataset, "wrapped", dataset)
@@ -135,15 +135,17 @@ def probe_folders(session: KedroSession, namespaces: list[str]) -> list[str]:
             folder = f"{protocol}://{folder}"
         elif not Path(folder).is_absolute():
             folder = str(project / folder)
-        if folder not in folders:
-            folders.append(folder)
+        storage = dict(getattr(getattr(dataset, "_fs", None), "storage_options", {}) or {})
+        if folder not in [f for f, _ in folders]:
+            folders.append((folder, storage))
     return folders
 
 
-def check_workers(client, folders: list[str], warming: list | None = None) -> None:
+def check_workers(client, folders: list[tuple[str, dict[str, Any]]], warming: list | None = None) -> None:
     """Refuse a cluster whose workers cannot import this project (``warming``: their imports,
-    started earlier) or cannot see where the runs read and write (``folders``, fsspec URLs:
-    a probe file is written to each and must be read back by every worker)."""
+    started earlier) or cannot see where the runs read and write (``folders``: fsspec URLs with
+    the catalog's storage options: a probe file is written to each and must be read back by
+    every worker, through the same options)."""
     import fsspec
 
     try:
@@ -153,13 +155,13 @@ def check_workers(client, folders: list[str], warming: list | None = None) -> No
             f"The Dask workers cannot run this project's code ({type(error).__name__}: {error}). "
             f"Install the project on every worker machine (pip install -e <project>) "
             f"with the same versions as here.") from None
-    for folder in folders:
+    for folder, storage in folders:
         probe = f"{folder.rstrip('/')}/.dask-probe-{uuid.uuid4().hex}"
-        fs, path = fsspec.core.url_to_fs(probe)
+        fs, path = fsspec.core.url_to_fs(probe, **storage)
         fs.makedirs(fs._parent(path), exist_ok=True)
         fs.pipe(path, probe.encode())
         try:
-            seen = client.run(read_probe, probe)
+            seen = client.run(read_probe, probe, storage)
         finally:
             fs.rm(path)
         blind = sorted(worker for worker, text in seen.items() if text != probe)
@@ -171,18 +173,18 @@ def check_workers(client, folders: list[str], warming: list | None = None) -> No
                 f"file system every worker reaches (fsspec paths such as s3://) in a conf env.")
 
 
-def read_probe(url: str) -> str | None:
-    """On a worker: the probe file's text (read through fsspec), or None if it cannot see it."""
+def read_probe(url: str, storage: dict[str, Any] | None = None) -> str | None:
+    """On a worker: the probe file's text (read through fsspec, with the catalog's storage
+    options), or None if it cannot see it."""
     import fsspec
 
     try:
-        with fsspec.open(url, "rb") as handle:
+        with fsspec.open(url, "rb", **(storage or {})) as handle:
             return handle.read().decode()
     except (OSError, ValueError):
         return None
 
 
-# ------------------------------------------------------------------------- on a worker
 def warm_up() -> None:
     """On a worker: import what a run needs, while the command still ingests."""
     import simple_cnn.pipelines.ablation.nodes  # noqa: F401 - torch, kedro, the project
