@@ -4,6 +4,7 @@ resume, stale rows, divergence) and the CLI's refusals."""
 
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from torch import nn
 
+from simple_cnn.ablation.runs import check_run_length
 from simple_cnn.ablation.sequential import MissingMetric, score
-from simple_cnn.ablation.studies import AblationParams, Run, check_run_length
+from simple_cnn.ablation.studies import AblationParams, Run
 from simple_cnn.ablation.summary import summarise
 from simple_cnn.ablation.warmup_pitfall import lr_traces
 from simple_cnn.data.raw import stratified_subset
@@ -183,7 +185,7 @@ def test_a_diverged_run_is_a_row_that_says_where():
 def test_a_stale_output_keeps_its_dataset_for_tracking():
     from kedro_datasets.json import JSONDataset
 
-    from simple_cnn.hooks import _Stale
+    from simple_cnn.hooks.stale import _Stale
     from simple_cnn.tracking.hooks import _unwrapped
 
     dataset = JSONDataset(filepath="x.json", metadata={"mlflow": "artifact"})
@@ -192,7 +194,7 @@ def test_a_stale_output_keeps_its_dataset_for_tracking():
 
 
 def test_the_run_length_check_uses_the_training_part_of_the_split():
-    from simple_cnn.ablation.studies import check_run_length
+    from simple_cnn.ablation.runs import check_run_length
 
     counts = {f"c{i}": 100 for i in range(10)}
     params = CnnParams.model_validate({"training": {"fraction": 0.1, "batch_size": 20, "epochs": 2,
@@ -466,7 +468,7 @@ def test_a_run_whose_claim_is_decided_saves_a_row_that_says_so_and_trains_nothin
     row = nodes.RunNodes(Run("norm", "a", 5, round=2)).train_and_evaluate_run(
         train, val, val, {**summary, "fingerprint": "f"}, tiny_params(), params, decided)
     assert row["skipped"] == {"after_look": 1, "verdict": "supported", "decided_after_seeds": 4}
-    assert row["made_with"]["skipped"]["made_from"] == ["x", "y"] and row["namespace"] == "ablation.norm.a.seed_5"
+    assert row["made_with"]["skipped"]["made_from"] == ["x", "y"] and row["namespace"] == "ablation.norm.round_2.a.seed_5"
 
 
 def test_train_and_evaluate_run_is_one_run_s_row():
@@ -478,7 +480,7 @@ def test_train_and_evaluate_run_is_one_run_s_row():
     params = ablation(val_images=10, report_images=10, test_images=20, budget_points=[0.5, 1.0])
     row = RunNodes(Run("norm", "a", 0)).train_and_evaluate_run(
         train, val, test, summary, tiny_params(), params.model_dump(), {"open": True})
-    assert row["namespace"] == "ablation.norm.a.seed_0" and not row["diverged"] and row["steps"] == 8
+    assert row["namespace"] == "ablation.norm.round_1.a.seed_0" and not row["diverged"] and row["steps"] == 8
     assert set(row["along_budget"]) == {"0.5", "1.0"} and 0 <= row["test_accuracy"] <= 1
     assert not list(Path(".").glob("**/ablation.norm.a.seed_0.pt"))  # a study's run keeps no checkpoint
 
@@ -541,9 +543,16 @@ def versions(project, namespace):
     return sorted((project / "data/07_model_output/ablation").glob(f"{namespace}.json/*"))
 
 
+def run_name(namespace: str) -> str:
+    """``ablation.<study>.<variant>.seed_<n>`` (its row's name) of a run's node namespace."""
+    return re.sub(r"\.round_\d+\.", ".", namespace)
+
+
 def trained_runs(project) -> set[str]:
+    """The names of the runs whose training node ran in the project's latest run."""
     ran = [row["node"] for row in newest(project, "run_profile")["nodes"]]
-    return {name.removesuffix(".train_and_evaluate_run") for name in ran if name.endswith(".train_and_evaluate_run")}
+    return {run_name(name.removesuffix(".train_and_evaluate_run")) for name in ran
+            if name.endswith(".train_and_evaluate_run")}
 
 
 @pytest.mark.slow
@@ -622,13 +631,13 @@ def study_copy(study, tmp_path):
 
 @pytest.mark.slow
 def test_namespaces_reruns_one_variant_only(study_copy):
-    one = "ablation.activation_lr.relu.seed_1"
+    one, row = "ablation.activation_lr.round_1.relu.seed_1", "ablation.activation_lr.relu.seed_1"
     before = {ns.name: len(versions(study_copy, ns.name.removesuffix(".json")))
               for ns in (study_copy / "data/07_model_output/ablation").iterdir()}
     run_study(study_copy, namespaces=[one])
     after = {ns.name: len(versions(study_copy, ns.name.removesuffix(".json")))
              for ns in (study_copy / "data/07_model_output/ablation").iterdir()}
-    assert {k for k in after if after[k] != before[k]} == {f"{one}.json"}
+    assert {k for k in after if after[k] != before[k]} == {f"{row}.json"}
 
 
 @pytest.mark.slow
@@ -636,7 +645,7 @@ def test_a_larger_cap_trains_only_new_runs_and_keeps_every_trained_row(study_cop
     """Two more seeds per claim (a cap of 8, looks at 4, 6 and 8): a new design, so the first
     round's decisions are read again under its levels; rows already trained are kept (no seed of
     the first round trains again), and the open claims get their new seeds."""
-    before = {r["namespace"]: r for r in newest(study_copy, "ablation_results")}
+    before = {run_name(r["namespace"]): r for r in newest(study_copy, "ablation_results")}
     more = merged(nested(DIVERGE), {"ablation": {"seeds": list(range(8)), "looks": [4, 6, 8]}})
     run_study(study_copy, more, only_missing_outputs=True)
     trained = trained_runs(study_copy)
@@ -644,8 +653,8 @@ def test_a_larger_cap_trains_only_new_runs_and_keeps_every_trained_row(study_cop
     for claim, variants in (("aa_control", ("config_a", "config_b")), ("warmup_lr_norm", ("cold_batch", "warm_batch"))):
         assert {f"ablation.{claim}.{v}.seed_{n}" for v in variants for n in (6, 7)} <= trained
     ran = [row["node"] for row in newest(study_copy, "run_profile")["nodes"]]
-    assert "split_train_val" not in ran and "build_ablation_report" in ran
-    after = {r["namespace"]: r for r in newest(study_copy, "ablation_results")}
+    assert "ingestion.split_train_val" not in ran and "ablation.build_ablation_report" in ran
+    after = {run_name(r["namespace"]): r for r in newest(study_copy, "ablation_results")}
     assert all(after[ns] == row for ns, row in before.items() if ns.rsplit("_", 1)[1] < "4")
     summary = newest(study_copy, "ablation_summary")
     assert summary["runs"] + summary["runs_saved"] == 48 and summary["looks"] == [4, 6, 8]
@@ -653,14 +662,14 @@ def test_a_larger_cap_trains_only_new_runs_and_keeps_every_trained_row(study_cop
 
 @pytest.mark.slow
 def test_a_row_made_under_other_parameters_is_trained_again_never_reused(study_copy, caplog):
-    rows_before = {r["namespace"]: r for r in newest(study_copy, "ablation_results")}
+    rows_before = {run_name(r["namespace"]): r for r in newest(study_copy, "ablation_results")}
     with caplog.at_level("INFO"):
         run_study(study_copy, f"{DIVERGE},ablation.studies.warmup_lr_norm.max_steps=24", only_missing_outputs=True)
     stepped = {ns for ns in rows_before if ns.startswith("ablation.warmup_lr_norm.")}
     assert trained_runs(study_copy) == stepped and len(stepped) == 12  # the other studies' rows stay
     assert "12 of 36 saved rows are stale and will be made again (12 made with other settings: " \
            "cnn.training.max_steps 20 -> 24)" in caplog.text
-    after = {r["namespace"]: r for r in newest(study_copy, "ablation_results")}
+    after = {run_name(r["namespace"]): r for r in newest(study_copy, "ablation_results")}
     assert all(after[ns]["diverged"] or after[ns]["steps"] == 24 for ns in stepped)
     assert all(after[ns] == rows_before[ns] for ns in set(rows_before) - stepped)
 
@@ -696,7 +705,7 @@ def test_changing_only_a_claims_wording_rebuilds_the_summary_without_training(st
     reworded = f"{DIVERGE},ablation.studies.aa_control.claim=Two names one model"
     run_study(study_copy, reworded, only_missing_outputs=True)
     ran = [row["node"] for row in newest(study_copy, "run_profile")["nodes"]]
-    assert not trained_runs(study_copy) and "summarise_ablation" in ran and "build_ablation_report" in ran
+    assert not trained_runs(study_copy) and "ablation.summarise_ablation" in ran and "ablation.build_ablation_report" in ran
     assert len(sorted((study_copy / "data/08_reporting").glob("ablation_summary.json/*"))) == len(summaries) + 1
     assert newest(study_copy, "ablation_summary")["studies"]["aa_control"]["claim"] == "Two names one model"
     run_study(study_copy, reworded, only_missing_outputs=True)  # nothing to do

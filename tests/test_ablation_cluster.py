@@ -17,7 +17,8 @@ from simple_cnn.pipelines.ablation.cluster import check_workers
 from tests.conftest import DIVERGE, free_port, make_project, newest, project_command
 
 pytestmark = pytest.mark.slow
-BROKEN = "ablation.activation_lr.relu.seed_1"  # of the first round: its study's later rounds wait
+BROKEN = "ablation.activation_lr.round_1.relu.seed_1"  # of the first round: its study's later rounds wait
+BROKEN_ROW = "ablation.activation_lr.relu.seed_1"  # its row's name (without the round)
 TIMED = ("train_seconds", "images_per_second")
 
 
@@ -52,7 +53,7 @@ def cluster_study(tmp_path_factory):
     """The smoke study through `kedro ablation run --workers 2`, with one run made to fail: a
     file stands where its row's version folder goes, so saving the row fails."""
     project = make_project(tmp_path_factory.mktemp("cluster") / "project")
-    blocker = project / f"data/07_model_output/ablation/{BROKEN}.json"
+    blocker = project / f"data/07_model_output/ablation/{BROKEN_ROW}.json"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("in the way")
     first = ablation_run(project, "--workers", "2")
@@ -71,7 +72,7 @@ def test_a_failed_run_is_named_with_its_error_and_the_others_finish(cluster_stud
     assert "4 run(s) of later rounds of their studies wait for them" in first.stderr
     assert f"--namespaces {BROKEN}" in first.stderr and "Traceback" not in first.stderr
     finished = rows(project)
-    assert len(finished) == 31 and set(finished.values()) == {1} and BROKEN not in finished
+    assert len(finished) == 31 and set(finished.values()) == {1} and BROKEN_ROW not in finished
     assert not any(ns.startswith("ablation.activation_lr.") and ns.endswith(("seed_4", "seed_5")) for ns in finished)
     assert not list((project / "data/08_reporting").glob("ablation_summary.json/*"))  # not yet
     assert not list(project.glob("data/**/*.partial"))

@@ -210,7 +210,7 @@ def test_the_family_is_every_declared_claim_whatever_studies_to_run_says():
 def test_the_budget_dependence_is_the_change_of_the_effect_itself():
     """A constant effect at every budget point is not budget-dependent, whatever its verdicts; an
     effect that grows from the earliest point to the end is."""
-    params = settings(looks=[8], studies={"one": PAIR})
+    params = settings(looks=[8], studies={"one": PAIR}, budget_points=[0.125, 0.25, 0.5, 1.0])
     d = [3.0, 3.1, 2.9, 3.2, 3.0, 2.8, 3.1, 3.0]
     steady = summarise(rows_of("one", d), params)["studies"]["one"]
     assert steady["budget"]["tested"] and not steady["budget"]["dependent"]

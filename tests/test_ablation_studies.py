@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from simple_cnn.ablation.studies import AblationParams, Run, check_run_length, run_parameters
+from simple_cnn.ablation.runs import check_run_length, run_parameters
+from simple_cnn.ablation.studies import AblationParams, Run
 from simple_cnn.errors import ConfigError
 from simple_cnn.parameters import CnnParams
 from tests.conftest import raw_params
@@ -63,7 +64,7 @@ def test_a_run_merges_cnn_base_study_and_variant_then_seed_and_budget():
     assert cnn.model.norm == "group" and cnn.training.lr == 0.2 and cnn.training.batch_size == 16
     assert (cnn.training.seed, cnn.training.max_steps, cnn.training.resume) == (5, 40, False)
     assert cnn.training.early_stopping_patience == 0
-    assert run.namespace == "ablation.norm.b.seed_5"
+    assert run.name == "ablation.norm.b.seed_5" and run.namespace == "ablation.norm.round_1.b.seed_5"
 
 
 def test_a_budget_in_epochs_with_patience_and_an_order_seed_offset():
@@ -142,7 +143,7 @@ def test_a_study_can_be_picked_by_name_and_its_seeds_come_in_rounds():
 
 
 def test_a_run_leaves_the_base_parameters_as_they_were_and_names_its_factors():
-    from simple_cnn.ablation.studies import factors
+    from simple_cnn.ablation.runs import factors
 
     base = CnnParams().model_dump()
     before = json.dumps(base, sort_keys=True)

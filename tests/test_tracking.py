@@ -24,8 +24,8 @@ from simple_cnn.tracking import SWITCH, records, store
 from tests.conftest import PROJECT_ROOT, free_port, make_project, project_command, raw_params
 
 STUDY = "ablation.activation_lr"
-NESTED = [f"{STUDY}.leaky.seed_0", f"{STUDY}.leaky.seed_1"]
-ALONE = f"{STUDY}.relu.seed_0"
+NESTED = [f"{STUDY}.round_1.leaky.seed_0", f"{STUDY}.round_1.leaky.seed_1"]  # node namespaces
+ALONE = f"{STUDY}.round_1.relu.seed_0"
 
 
 def tracked_run(project: Path, *args: str):
@@ -137,7 +137,9 @@ def test_each_study_run_is_a_run_with_its_study_variant_and_seed(tracked):
 
 
 def _row(project: Path, namespace: str) -> str:
-    (path,) = (project / "data/07_model_output/ablation").glob(f"{namespace}.json/*/*.json")
+    """The row of the run whose nodes are in ``namespace`` (its file is named without the round)."""
+    run = namespace.replace(".round_1.", ".")
+    (path,) = (project / "data/07_model_output/ablation").glob(f"{run}.json/*/*.json")
     return path.read_text()
 
 

@@ -29,13 +29,15 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from simple_cnn.errors import ConfigError
-from simple_cnn.params import Float, Int, Model, ParameterGroup, build, invalid, merged
+from simple_cnn.params import Float, Int, Model, ParameterGroup, invalid
 from simple_cnn.training.config import SEED_RANGE
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"  # a Kedro namespace part: no dots, no spaces
 NAMESPACE = "ablation"
 SET_BY_THE_STUDY = ("training.seed", "training.order_seed", "training.max_steps", "training.epochs",
                     "training.resume", "training.early_stopping_patience")
+Metric = Literal["test_accuracy", "macro_f1", "val_accuracy", "gap", "dead_unit_fraction",
+                 "diverged", "train_seconds", "images_per_second"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class MetricSpec:
     per_image: tuple[str, float] | None = None  # (evaluation part, sign): measured image by image
 
 
-METRICS: dict[str, MetricSpec] = {
+METRICS: dict[Metric, MetricSpec] = {
     "test_accuracy": MetricSpec("higher", "points", 100, ("test", 1.0)),
     "macro_f1": MetricSpec("higher", "points", 100),
     "val_accuracy": MetricSpec("higher", "points", 100, ("report", 1.0)),
@@ -59,8 +61,6 @@ METRICS: dict[str, MetricSpec] = {
     "train_seconds": MetricSpec("lower", "s"),
     "images_per_second": MetricSpec("higher", "images/s"),
 }
-Metric = Literal["test_accuracy", "macro_f1", "val_accuracy", "gap", "dead_unit_fraction",
-                 "diverged", "train_seconds", "images_per_second"]
 
 
 class Threshold(Model):
@@ -79,7 +79,7 @@ class Threshold(Model):
         return self
 
 
-THRESHOLDS = {"test_accuracy": {"min_effect": 1.0, "margin": 1.0},
+THRESHOLDS: dict[Metric, dict[str, float]] = {"test_accuracy": {"min_effect": 1.0, "margin": 1.0},
               "macro_f1": {"min_effect": 1.0, "margin": 1.0},
               "val_accuracy": {"min_effect": 1.0, "margin": 1.0},
               "gap": {"min_effect": 1.0, "margin": 1.0},
@@ -117,7 +117,9 @@ class Part(Model):
         """Variant -> weight of ``d`` (``better``: 1, ``than``: -1)."""
         if self.contrast is not None:
             return {name: float(w) for name, w in self.contrast.items() if w}
-        return {self.better: 1.0, self.than: -1.0}  # type: ignore[dict-item]
+        if self.better is None or self.than is None:  # the model's validator refuses it first
+            raise ConfigError("a test names better and than, or a contrast")
+        return {self.better: 1.0, self.than: -1.0}
 
     def describe(self) -> str:
         if self.contrast is None:
@@ -181,7 +183,7 @@ class Study(Model):
         if self.patience and self.epochs is None:
             raise invalid("patience", self.patience, "counts epochs without improvement: give the "
                           "study a budget in epochs (the cap), or remove patience")
-        if self.patience and self.patience >= self.epochs:
+        if self.patience and self.epochs is not None and self.patience >= self.epochs:
             raise invalid("patience", self.patience, f"is not shorter than the cap (epochs="
                           f"{self.epochs}): early stopping could never happen")
         return self
@@ -282,8 +284,9 @@ class AblationParams(ParameterGroup):
         seeds, looks = self.seeds_of(study), self.looks_of(study)
         return [seeds[start:stop] for start, stop in zip([0, *looks[:-1]], looks)]
 
-    def threshold(self, metric: str) -> Threshold:
-        return self.metrics.get(metric) or Threshold(**THRESHOLDS[metric])  # type: ignore[index]
+    def threshold(self, metric: Metric) -> Threshold:
+        """What matters on ``metric``: its minimum effect and margin (the default's if not set)."""
+        return self.metrics.get(metric) or Threshold(**THRESHOLDS[metric])
 
     def claims(self) -> list[str]:
         """Every declared claim (A/A controls aside): the family, whatever ``studies_to_run``."""
@@ -311,10 +314,18 @@ class Run:
     round: int = 1  # the study's round this seed belongs to (1: before the first look)
 
     @property
-    def namespace(self) -> str:
-        """``ablation.<study>.<variant>.seed_<n>``: a collapsible group in kedro-viz, and what
-        ``kedro run --namespaces`` takes."""
+    def name(self) -> str:
+        """``ablation.<study>.<variant>.seed_<n>``: the run's name, whatever round the looks put
+        it in; its row is the dataset ``<name>.ablation_run``."""
         return f"{NAMESPACE}.{self.study}.{self.variant}.seed_{self.seed}"
+
+    @property
+    def namespace(self) -> str:
+        """``ablation.<study>.round_<k>.<variant>.seed_<n>``: its nodes' namespace (a group in
+        kedro-viz, what ``kedro run --namespaces`` takes). The round comes before the variant:
+        a round's runs read the rows of every variant of the rounds before, so a group of one
+        variant across rounds would be interrupted by the others' runs (Kedro warns of it)."""
+        return f"{NAMESPACE}.{self.study}.round_{self.round}.{self.variant}.seed_{self.seed}"
 
 
 def _check_looks(looks: list[int], cap: int, key: str) -> None:
@@ -323,70 +334,22 @@ def _check_looks(looks: list[int], cap: int, key: str) -> None:
                           f"the study's {cap} seeds (its cap), each once, e.g. [3, 5, {cap}].")
 
 
-def run_parameters(base_cnn: dict[str, Any], ablation: AblationParams, run: Run):
-    """The ``cnn`` parameters (a :class:`~simple_cnn.parameters.CnnParams`) of one run, checked;
-    an error names ``ablation.studies.<study>.variants.<variant>.<key>``."""
-    from simple_cnn.parameters import CnnParams
-
-    study = ablation.studies[run.study]
-    budget = study.budget(ablation.max_steps)
-    length = ({"epochs": budget["length"], "max_steps": None} if budget["unit"] == "epochs"
-              else {"max_steps": budget["length"]})
-    values = merged(base_cnn, ablation.base, study.overrides, study.variants[run.variant],
-                    {"training": {"seed": run.seed, "order_seed": _order_seed(study, run),
-                                  "resume": False, "early_stopping_patience": budget["patience"],
-                                  **length}})
-    return build(CnnParams, f"ablation.studies.{run.study}.variants.{run.variant}", **values)
-
-
-def _order_seed(study: Study, run: Run) -> int | None:
-    """The run's order and augmentation seed: its own seed, unless the variant offsets it."""
-    offset = study.order_seed_offsets.get(run.variant)
-    return None if offset is None else run.seed + offset
-
-
-def check_run_length(params, per_class_counts: dict[str, int], where: str) -> None:
-    """Refuse, before any run trains, a run whose settings counted in epochs or steps do not fit
-    its real length: the training part's size is known from the split's class counts."""
-    from simple_cnn.data.raw import subset_size
-
-    training = params.training
-    n_train = subset_size(list(per_class_counts.values()), training.fraction)
-    try:
-        steps_per_epoch = training.steps_per_epoch(n_train)
-        training.check_schedule(steps_per_epoch)
-    except ConfigError as error:
-        raise ConfigError(f"{where} ({n_train} training images): {error}") from None
-    total = training.total_steps(steps_per_epoch)
-    if training.scheduler == "step" and training.step_size_epochs * steps_per_epoch >= total:
-        raise ConfigError(
-            f"{where} ({n_train} training images): cnn.training.step_size_epochs="
-            f"{training.step_size_epochs} ({training.step_size_epochs * steps_per_epoch} steps) "
-            f"is not shorter than the run ({total} steps), so the step decay never happens; "
-            "shorten it or use another scheduler.")
-
-
-def factors(ablation: AblationParams, run: Run) -> dict[str, Any]:
-    """What this run's variant sets, flattened (``{"model.norm": "group", ...}``)."""
-    return _flatten(ablation.studies[run.study].variants[run.variant])
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
 
 
 def _has(tree: dict[str, Any], dotted: str) -> bool:
-    return dotted in _flatten(tree)
+    return dotted in flatten(tree)
 
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:
-    return _flatten(tree)[dotted]
+    return flatten(tree)[dotted]
 
 
 def _check_seeds(seeds: list[int]) -> list[int]:

@@ -42,8 +42,8 @@ class StudySessions:
     def session(self, changes: dict[str, Any] | None = None) -> Iterator[KedroSession]:
         bootstrap_project(self.project)
         params = merged(self.params, changes or {})
-        with KedroSession.create(project_path=self.project, env=self.env,
-                                 runtime_params=params) as session:
+        session = KedroSession.create(project_path=self.project, env=self.env, runtime_params=params)
+        with session:
             yield session
 
 
@@ -117,12 +117,12 @@ def local_shares(workers: int) -> tuple[int, int]:
     return max(1, share), torch.cuda.device_count()
 
 
-def probe_folders(session: KedroSession, namespaces: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def probe_folders(session: KedroSession, runs: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """Where the runs' data really is: the folders of the splits they read and of the rows they
     write, as fsspec URLs (a local path made absolute against the project), each with the
     storage options its catalog entry reaches it with (``credentials`` and ``fs_args``)."""
     catalog, project = session.load_context().catalog, Path(session._project_path)
-    names = ["train_split", *(f"{ns}.ablation_run" for ns in namespaces[:1])]
+    names = ["train_split", *(f"{run}.ablation_run" for run in runs[:1])]
     folders: list[tuple[str, dict[str, Any]]] = []
     for name in names:
         dataset = catalog.get(name) if name in catalog else None

@@ -11,8 +11,9 @@ from collections import Counter
 from typing import Any
 
 from simple_cnn.ablation.rows import fingerprint, provenance, skipped_provenance, stale_reason
+from simple_cnn.ablation.runs import run_parameters
 from simple_cnn.ablation.sequential import decision
-from simple_cnn.ablation.studies import AblationParams, Run, run_parameters
+from simple_cnn.ablation.studies import AblationParams, Run
 from simple_cnn.ablation.summary import summary_inputs
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def _study(study: str, runs: list[Run], ablation: AblationParams, cnn: dict[str,
     known = True
     for round_ in range(1, len(ablation.looks_of(study)) + 1):
         for run in (r for r in runs if r.round == round_):
-            name = run.namespace + ROW
+            name = run.name + ROW
             row = catalog.load(name) if name in catalog and catalog.exists(name) else None
             expected = provenance(run_parameters(cnn, ablation, run), ablation, dataset_summary, metrics)
             why = _why(row, expected, decided, known)

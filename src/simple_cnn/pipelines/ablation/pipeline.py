@@ -1,5 +1,5 @@
-"""ablation: one group per study; in it, a group per variant and per seed (its run nodes), and
-the study's rows collected for the summary.
+"""ablation: one group per study; in it, a group per round of seeds, in that a group per variant
+and per seed (its run nodes), and the study's rows collected for the summary.
 
 A study's seeds come in rounds (``ablation.looks``): a run of a later round first reads the
 rows of the rounds before it and decides whether its claim is still open (its
@@ -35,7 +35,7 @@ def _studies() -> AblationParams | None:
 
 
 def row_name(run: Run) -> str:
-    return f"{run.namespace}.{ROW}"
+    return f"{run.name}.{ROW}"
 
 
 def rows_name(study: str) -> str:
@@ -43,7 +43,8 @@ def rows_name(study: str) -> str:
 
 
 def run_pipeline(run: Run, earlier: list[str]) -> Pipeline:
-    """Configure, then train and evaluate one variant x seed, in the namespace ``run.namespace``.
+    """Configure, then train and evaluate one variant x seed, in the namespace ``run.namespace``;
+    its row is ``<run.name>.ablation_run``.
     Training and evaluation are one node so that each run's row is saved as soon as it is done
     (an interrupted study resumes with ``--only-missing-outputs``). A run of a later round
     first decides from ``earlier`` (the study's rows of the rounds before it) whether its claim
@@ -63,7 +64,7 @@ def run_pipeline(run: Run, earlier: list[str]) -> Pipeline:
                  tags=["training", "evaluation"]),
         ],
         namespace=run.namespace, parameters=PARAMETERS, tags=[NAMESPACE],
-        inputs={name: name for name in [*SHARED, *earlier]},
+        inputs={name: name for name in [*SHARED, *earlier]}, outputs={ROW: row_name(run)},
     )
 
 
@@ -78,7 +79,8 @@ def _summary_node(studies: list[str]) -> Node:
     with warnings.catch_warnings():  # the rows are namespaced outputs: their dots are Kedro's
         warnings.filterwarnings("ignore", message="One or more dataset names contain")
         return node(nodes.summarise_ablation, ["params:ablation", *(rows_name(s) for s in studies)],
-                    ["ablation_results", "ablation_summary"], name="summarise_ablation")
+                    ["ablation_results", "ablation_summary"], name="summarise_ablation",
+                    namespace=NAMESPACE)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -93,20 +95,25 @@ def create_pipeline(**kwargs) -> Pipeline:
     summary = pipeline([
         _summary_node(studies),
         node(nodes.plot_ablation_accuracy, "ablation_summary", "ablation_accuracy_plot",
-             name="plot_ablation_accuracy", tags=["plots"]),
+             name="plot_ablation_accuracy", namespace=NAMESPACE,
+             tags=["plots"]),
         node(nodes.plot_ablation_augmentation_heatmap, "ablation_results",
              "ablation_augmentation_heatmap_plot", name="plot_ablation_augmentation_heatmap",
-             tags=["plots"]),
+             namespace=NAMESPACE, tags=["plots"]),
         node(nodes.plot_ablation_dead_units, "ablation_results", "ablation_dead_units_plot",
-             name="plot_ablation_dead_units", tags=["plots"]),
+             name="plot_ablation_dead_units", namespace=NAMESPACE,
+             tags=["plots"]),
         node(nodes.plot_ablation_batch_size, "ablation_results", "ablation_batch_size_plot",
-             name="plot_ablation_batch_size", tags=["plots"]),
+             name="plot_ablation_batch_size", namespace=NAMESPACE,
+             tags=["plots"]),
         node(nodes.plot_ablation_warmup_lr, "ablation_results", "ablation_warmup_lr_plot",
-             name="plot_ablation_warmup_lr", tags=["plots"]),
+             name="plot_ablation_warmup_lr", namespace=NAMESPACE,
+             tags=["plots"]),
         node(nodes.plot_warmup_wrapper_bug, "params:cnn", "warmup_wrapper_bug_plot",
-             name="plot_warmup_wrapper_bug", tags=["plots"]),
+             name="plot_warmup_wrapper_bug", namespace=NAMESPACE,
+             tags=["plots"]),
         node(nodes.build_ablation_report, ["ablation_summary", "ablation_results", "params:cnn",
                                            "newest_first_lesson_verdicts"],
-             "ablation_report", name="build_ablation_report"),
+             "ablation_report", name="build_ablation_report", namespace=NAMESPACE),
     ], tags=[NAMESPACE])
     return Pipeline([*per_run, *per_study, summary])  # one merge, not one per run

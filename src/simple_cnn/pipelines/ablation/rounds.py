@@ -2,7 +2,7 @@
 session with the command's ``--env`` and ``--params``.
 
 1. here: ingest what is missing (as ``--only-missing-outputs`` would) and list the runs whose
-   row (``<namespace>.ablation_run``) is missing or stale; if the splits are made anew, every
+   row (``<run name>.ablation_run``) is missing or stale; if the splits are made anew, every
    run is;
 2. on the cluster, study by study and round by round: a round's runs start once the rounds
    before them have their rows. For a claim still open after the look before, one task per run
@@ -72,7 +72,7 @@ def run_study(sessions: StudySessions, client_factory, echo=print) -> Outcome:
                        for worker in client.scheduler_info()["workers"]]
             ingest(session)
             check_runs(session, pending)
-            check_workers(client, probe_folders(session, [r.namespace for r in pending]), warming)
+            check_workers(client, probe_folders(session, [r.name for r in pending]), warming)
             outcome = dispatch(client, sessions, pending, Decisions(sessions), echo)
             echo(timing_line(outcome))
     if outcome.failed:
@@ -96,9 +96,9 @@ def missing_runs(session: KedroSession) -> tuple[list[Run], int, int]:
     runs = AblationParams.model_validate(catalog.load("params:ablation")).runs()
     new_splits = not all(catalog.exists(name) for name in _run_inputs(study) if name in catalog)
     stale = {name.removesuffix(".ablation_run") for name in outdated(catalog, study)}
-    pending = [run for run in runs if new_splits or run.namespace in stale
-               or not catalog.exists(f"{run.namespace}.ablation_run")]
-    return pending, len(runs), len(stale & {r.namespace for r in pending})
+    pending = [run for run in runs if new_splits or run.name in stale
+               or not catalog.exists(f"{run.name}.ablation_run")]
+    return pending, len(runs), len(stale & {r.name for r in pending})
 
 
 def check_runs(session: KedroSession, runs: list[Run]) -> None:
@@ -150,8 +150,8 @@ def summarise(sessions: StudySessions) -> None:
 
     with sessions.session() as session:
         session.load_context()
-        names = [n.name for n in pipelines[PIPELINE].nodes if NAMESPACE in n.tags
-                 and (not n.namespace or n.name.endswith("collect_study_rows"))]
+        names = [n.name for n in pipelines[PIPELINE].nodes if n.namespace == NAMESPACE
+                 or n.name.endswith("collect_study_rows")]
         session.run(pipeline_names=[PIPELINE], node_names=names, only_missing_outputs=True)
 
 
@@ -194,7 +194,7 @@ class Decisions:
         with self._sessions.session() as session:
             catalog = session.load_context().catalog
             ablation = AblationParams.model_validate(catalog.load("params:ablation"))
-            rows = [catalog.load(f"{run.namespace}.ablation_run") for run in ablation.runs()
+            rows = [catalog.load(f"{run.name}.ablation_run") for run in ablation.runs()
                     if run.study == study and run.round <= look]
             return decision(study, rows, ablation, look)
 
@@ -213,7 +213,7 @@ def dispatch(client, sessions: StudySessions, pending: list[Run], decide, echo=p
         rounds[(run.study, run.round)].append(run)
     in_flight: Counter = Counter()
     futures: dict[Any, tuple[tuple[str, int], list[str]]] = {}
-    outcome, blocked = Outcome(), set()
+    outcome, blocked = Outcome(), set[str]()
     with tqdm(total=len(pending), desc="ablation runs", unit="run") as bar:
         while rounds or futures:
             for key in [k for k in rounds if _ready(k, rounds, in_flight, blocked)]:
@@ -278,7 +278,7 @@ def run_namespaces(sessions: StudySessions, namespaces: list[str], round_: int) 
     """On a worker: the nodes of ``namespaces`` (runs of one round of one study), after the
     study's decision on the round before, in one Kedro session; the task's timing, for the
     overhead figure. Errors travel back to the command with their traceback."""
-    from simple_cnn.hooks import profile_returned
+    from simple_cnn.hooks.profile import profile_returned
 
     nodes = ("decide_whether_to_run", *RUN_NODES) if round_ > 1 else RUN_NODES
     start = time.perf_counter()
