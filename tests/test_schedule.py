@@ -89,7 +89,7 @@ def test_device_settings_validate_anywhere_and_are_checked_where_the_run_trains(
     the check runs where the training does (here, without CUDA, it refuses)."""
     import torch
 
-    from simple_cnn.parameters import check_devices
+    from simple_cnn.device_checks import check_devices
 
     for training in ({"amp": "fp16"}, {"distributed": {"backend": "nccl"}}):
         params = CnnParams.model_validate({"training": training})  # no refusal at validation

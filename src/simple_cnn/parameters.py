@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from simple_cnn.ablation.studies import AblationParams, run_parameters
+from simple_cnn.ablation.studies import AblationParams
 from simple_cnn.classifier_params import (
     ClassifierName,
     ClassifierParams,
@@ -206,7 +206,7 @@ READS = {"hog_svm": {"ingestion"}, "first_lesson": {"ingestion", "hog_svm"}, "ab
 """The other groups each group's cross-group rules read."""
 
 
-def _typed_groups(params: dict, used: set[str]) -> dict:
+def typed_groups(params: dict, used: set[str]) -> dict:
     """The groups a run uses (and those their rules read), each as its model: Kedro hands over
     the groups its nodes declare as models, the others as the raw dicts of the YAML. A group no
     rule of the run reads is not validated: a typo in ``cnn`` must not stop an ingestion run."""
@@ -220,8 +220,8 @@ def check_across_groups(params: dict, used: set[str]) -> None:
     """Rules between groups, for the groups a run uses (``used``: ``{"cnn", ...}``): HOG cells
     and blocks fit the images that ``ingestion`` makes; the first lesson's shifts and SVM sizes
     fit the images and the kernel map. Raw groups are validated first. Raises
-    :class:`ConfigError`. Imports no heavy library (see :func:`check_devices`)."""
-    params = _typed_groups(params, used)
+    :class:`ConfigError`. Imports no heavy library (see :func:`simple_cnn.device_checks.check_devices`)."""
+    params = typed_groups(params, used)
     ingestion, hog_svm = params.get("ingestion"), params.get("hog_svm")
     if {"ingestion", "hog_svm"} <= used and hog_svm is not None:
         side = _side(ingestion) if ingestion is not None else 32
@@ -229,20 +229,6 @@ def check_across_groups(params: dict, used: set[str]) -> None:
     lesson = params.get("first_lesson")
     if "first_lesson" in used and lesson is not None:
         _check_first_lesson(lesson, ingestion, hog_svm)
-
-
-def check_devices(params: dict, used: set[str]) -> None:
-    """The training settings fit this machine's devices: ``cnn``'s, and every ablation
-    variant's merged into it. Checked where the run trains, not at validation (see
-    ``TrainConfig.check_device``); imports torch."""
-    params = _typed_groups(params, used)
-    ablation, cnn = params.get("ablation"), params.get("cnn")
-    if "cnn" in used and cnn is not None:
-        cnn.training.check_device()
-    if "ablation" in used and ablation is not None and cnn is not None:
-        for run in ablation.runs():  # every variant's overrides on the actual cnn parameters
-            where = f"ablation.studies.{run.study}.variants.{run.variant}: cnn.training"
-            run_parameters(cnn.model_dump(), ablation, run).training.check_device(where)
 
 
 GROUPS: tuple[type[ParameterGroup], ...] = (IngestionParams, HogSvmParams, CnnParams, AblationParams,

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from simple_cnn.ablation.parts import NEEDS, PARTS, evaluation_parts, shuffled_part
 from simple_cnn.ablation.rows import fingerprint, provenance, skipped_provenance
+from simple_cnn.ablation.runs import check_run_length, factors, run_parameters
 from simple_cnn.ablation.sequential import decision, pack
-from simple_cnn.ablation.studies import AblationParams, Run, check_run_length, factors, run_parameters
+from simple_cnn.ablation.studies import AblationParams, Run
 from simple_cnn.ablation.summary import summarise
 from simple_cnn.errors import ConfigError, NonFiniteLossError
 from simple_cnn.parameters import CnnParams
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 Split = dict[str, np.ndarray]
 
 
-def _typed(value: Any, model: type) -> Any:
+def _typed(value: Any, model: type[BaseModel]) -> Any:
     """Kedro hands a ``params:`` input over as its model when a node of the run declares it."""
     return value if isinstance(value, model) else model.model_validate(value)
 
