@@ -101,7 +101,7 @@ def test_the_catalog_on_object_storage_runs_every_pipeline_and_a_node_again(s3_e
         catalog = session.load_context().catalog
         outputs = pipelines["__default__"].all_outputs() | pipelines["ablation"].all_outputs()
         stored = {name for name in outputs if name in catalog and getattr(catalog.get(name), "_protocol", None)}
-        assert len(stored) > 60 and {getattr(catalog.get(n), "_protocol") for n in stored} == {"s3"}
+        assert len(stored) > 60 and {catalog.get(n)._protocol for n in stored} == {"s3"}
         missing = sorted(name for name in stored if not catalog.exists(name))
         assert not missing, missing
         comparison = catalog.load("comparison_report")

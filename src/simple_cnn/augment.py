@@ -126,6 +126,9 @@ class BatchAugment(nn.Module):
     ``train=False`` only converts and normalises (validation, test, plots).
     """
 
+    _mean: torch.Tensor
+    _std: torch.Tensor
+
     def __init__(
         self,
         preset: str,

@@ -80,7 +80,7 @@ TRACEBACK_OPTION = click.Option(["--traceback"], is_flag=True,
 def run(traceback: bool, **kwargs) -> None:
     with readable_errors(traceback):
         check_pipeline_names([kwargs["pipeline"]] if kwargs.get("pipeline") else kwargs.get("pipelines") or [])
-        kedro_run.callback(**kwargs)
+        kedro_run.callback(**kwargs)  # type: ignore[misc]  # click types every callback optional
 
 
 def check_pipeline_names(names: list[str]) -> None:
@@ -148,7 +148,8 @@ def _versioned_folders(env: str | None) -> dict[str, Path]:
 
     project = find_kedro_project(Path.cwd()) or Path.cwd()  # as `kedro run` finds it
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env) as session:
+    session = KedroSession.create(project_path=project, env=env)
+    with session:
         catalog = session.load_context().catalog
         names = set(catalog.keys())
         for pipeline in pipelines.values():

@@ -8,7 +8,8 @@ notebooks and scripts get the same checks.
 Two conveniences for what people type:
 
 - YAML 1.1 (used by the conf files and by ``--params``) reads ``off``/``on``/``yes``/``no`` as
-  booleans; a string choice (``Choice``) maps them back to the word, so ``amp: off`` works.
+  booleans; a choice of words annotated with ``WORD`` reads them back as ``off``/``on``, so
+  ``amp: off`` works.
 - Numbers are strict: ``epochs: true`` is refused rather than read as 1.
 """
 
@@ -17,15 +18,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from simple_cnn.errors import ConfigError
-
-# YAML 1.1 reads these words as booleans; a string choice gets the word back.
-_YAML_BOOLEANS = {True: ("on", "yes", "true"), False: ("off", "no", "false")}
 
 Int = Annotated[int, Strict()]
 """A whole number; ``true``/``false`` and ``3.0`` are refused."""
@@ -41,16 +39,14 @@ Float = Annotated[float, BeforeValidator(_no_bool)]
 """A real number (whole numbers are accepted); ``true``/``false`` are refused."""
 
 
-def Choice(*words: str) -> Any:  # noqa: N802 - reads as a type
-    """``Literal[*words]`` that also accepts the booleans YAML 1.1 makes of ``off``/``on``/...."""
-    allowed = Literal[words]  # type: ignore[valid-type]
+def _word_of_yaml_boolean(value: Any) -> Any:
+    return ("on" if value else "off") if isinstance(value, bool) else value
 
-    def from_yaml_boolean(value: Any) -> Any:
-        if isinstance(value, bool):
-            return next((w for w in _YAML_BOOLEANS[value] if w in words), value)
-        return value
 
-    return Annotated[allowed, BeforeValidator(from_yaml_boolean)]
+WORD = BeforeValidator(_word_of_yaml_boolean)
+"""On a ``Literal`` of words, ``Annotated[Literal[...], WORD]``: YAML 1.1's ``off``/``no``/
+``false`` (and ``on``/``yes``/``true``) arrive as booleans and are read back as ``"off"``
+(``"on"``), so ``amp: off`` works."""
 
 
 def invalid(key: str, value: Any, message: str) -> PydanticCustomError:
@@ -73,7 +69,7 @@ class ParameterGroup(Model):
     key: ClassVar[str]
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):  # type: ignore[override]
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any):
         with readable(cls, cls.key):
             return super().model_validate(obj, *args, **kwargs)
 
@@ -111,7 +107,7 @@ def _is_tag(part: Any) -> bool:
     return isinstance(part, str) and part.startswith(("function-", "literal["))
 
 
-def _line(problem: dict[str, Any], key: str, parent: type[BaseModel] | None) -> str:
+def _line(problem: ErrorDetails, key: str, parent: type[BaseModel] | None) -> str:
     kind, value = problem["type"], problem.get("input")
     if kind == "extra_forbidden":
         allowed = ", ".join(parent.model_fields) if parent else "see the schema"
@@ -126,7 +122,7 @@ def _line(problem: dict[str, Any], key: str, parent: type[BaseModel] | None) -> 
     return f"{key}={value!r}: {message}."
 
 
-def _expected(problem: dict[str, Any]) -> str:
+def _expected(problem: ErrorDetails) -> str:
     return problem.get("ctx", {}).get("expected", "").replace("'", "").replace(" or ", ", ")
 
 

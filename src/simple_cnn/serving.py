@@ -37,6 +37,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
@@ -51,7 +52,7 @@ TOP_K = 3
 REQUIREMENTS = ("torch", "torchvision", "kornia", "pillow", "pandas", "pydantic", "mlflow")
 
 
-class ServedCnn(mlflow.pyfunc.PythonModel):
+class ServedCnn(PythonModel):
     """The pyfunc model: the saved ``cnn_model`` file is its one artifact."""
 
     def load_context(self, context) -> None:

@@ -56,7 +56,7 @@ def delete(doomed: list[Doomed]) -> int:
     return sum(item.bytes for item in doomed)
 
 
-def human(size: int) -> str:
+def human(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

@@ -21,7 +21,7 @@ from simple_cnn.ablation.intervals import Interval, image_variance, interval
 from simple_cnn.ablation.studies import METRICS, AblationParams, Part, Study
 from simple_cnn.ablation.verdicts import DECIDED, claim_verdict, part_verdict, reason, seeds_needed
 
-FAILED_SCORE = {"test_accuracy": "chance", "macro_f1": "chance", "val_accuracy": "chance",
+FAILED_SCORE: dict[str, float | str] = {"test_accuracy": "chance", "macro_f1": "chance", "val_accuracy": "chance",
                 "dead_unit_fraction": 1.0, "diverged": 1.0}
 """What a diverged run scores on a metric; metrics not listed have no such score."""
 RAW_LEVEL = 0.05  # the unadjusted intervals shown beside the verdicts' own
@@ -40,7 +40,7 @@ def score(row: dict[str, Any], metric: str, point: str | None = None) -> float |
     score; None where the run has no value (dead units of GELU, a gap of a diverged run)."""
     if row["diverged"]:
         failed = FAILED_SCORE.get(metric)
-        return row["chance"] if failed == "chance" else failed
+        return float(row["chance"]) if failed == "chance" else None if failed is None else float(failed)
     if metric == "diverged":
         return 0.0
     values = row if point is None else row["along_budget"][point]
@@ -62,11 +62,12 @@ def differences(part: Part, rows: dict[str, dict[int, dict]], seeds: list[int],
     pairs, left_out = [], 0
     for seed in seeds:
         scores = {v: score(rows[v][seed], part.metric, point) for v in part.weights}
-        if any(s is None for s in scores.values()):
+        known = {v: s for v, s in scores.items() if s is not None}
+        if len(known) < len(scores):
             left_out += 1
             continue
-        d = sign * sum(w * scores[v] for v, w in part.weights.items())  # type: ignore[operator]
-        pairs.append({"seed": seed, "difference": float(d), "scores": scores})
+        d = sign * sum(w * known[v] for v, w in part.weights.items())
+        pairs.append({"seed": seed, "difference": float(d), "scores": known})
     return pairs, left_out
 
 
@@ -177,7 +178,7 @@ def budget_dependence(name: str, rows: list[dict[str, Any]], seeds_used: int, lo
     if len(points) < 2 or part.metric in ("train_seconds", "images_per_second"):
         return {"tested": False, "why": "no earlier budget point is measured for this metric"}
     level = design.nominal(design.budget_level, look - 1)
-    along = []
+    along: list[dict[str, Any]] = []
     for point in points:
         pairs, _ = differences(part, table, seeds, point)
         d = [p["difference"] for p in pairs]
@@ -216,7 +217,8 @@ def inconclusive_reason(study: dict[str, Any], cap: int) -> tuple[str, int | Non
 
 def pack(correct: np.ndarray) -> str:
     """Per-image correctness (bools) as compact text for a JSON row."""
-    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool))).decode("ascii") + f":{len(correct)}"
+    packed = np.packbits(np.asarray(correct, dtype=bool)).tobytes()
+    return base64.b64encode(packed).decode("ascii") + f":{len(correct)}"
 
 
 def unpack(text: str) -> np.ndarray:

@@ -38,7 +38,7 @@ class HandRolledWarmup:
         else:
             with warnings.catch_warnings():  # torch warns about exactly this misuse
                 warnings.simplefilter("ignore", UserWarning)
-                self._set(self.after.get_lr()[0])  # the bug: `after` is never stepped
+                self._set(float(self.after.get_lr()[0]))  # the bug: `after` is never stepped
 
     def _set(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -55,7 +55,7 @@ def lr_traces(config: TrainConfig, steps_per_epoch: int) -> dict[str, list[float
         if name.startswith("hand"):
             decay = StepLR(optimizer, step_size=config.step_size_epochs * steps_per_epoch,
                            gamma=config.step_gamma)
-            scheduler = HandRolledWarmup(optimizer, decay, config.warmup_steps(steps_per_epoch),
+            scheduler: HandRolledWarmup | LRScheduler = HandRolledWarmup(optimizer, decay, config.warmup_steps(steps_per_epoch),
                                          config.warmup_start_factor)
         else:
             scheduler = build_scheduler(optimizer, config, steps_per_epoch)

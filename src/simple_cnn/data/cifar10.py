@@ -162,7 +162,7 @@ def download(
     ) from last_error
 
 
-def _parse_batch(data: bytes, name: str, archive: Path) -> tuple[np.ndarray, np.ndarray]:
+def _parse_batch(data: bytes, name: str, archive: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     count, rest = divmod(len(data), RECORD_BYTES)
     if rest or not count:
         raise DataError(
@@ -194,8 +194,9 @@ def parse_archive(path: str | os.PathLike, handle=None) -> RawImages:
         with tarfile.open(**source, mode="r|*") as tar:  # streaming: one pass over the gzip
             for member in tar:
                 name = Path(member.name).name
-                if member.isfile() and name in wanted:
-                    found[name] = tar.extractfile(member).read()
+                content = tar.extractfile(member) if member.isfile() and name in wanted else None
+                if content is not None:
+                    found[name] = content.read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(
             f"{path} is not a readable .tar.gz archive ({error}): it is truncated or corrupt. "

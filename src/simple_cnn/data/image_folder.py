@@ -17,6 +17,7 @@ import logging
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -70,16 +71,22 @@ class Source:
             prefix = self.root.rstrip("/") + "/"
             for name in sorted(found):
                 yield _Entry(PurePosixPath(name.removeprefix(prefix)), int(found[name]["size"]),
-                             lambda name=name: self.fs.cat_file(name))
+                             partial(self.fs.cat_file, name))
             return
         try:
             with self.fs.open(self.root, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
                 for member in tar:  # streamed: a .tar.gz is decompressed once, front to back
                     if member.isfile():
-                        yield _Entry(PurePosixPath(member.name), member.size,
-                                     lambda m=member: tar.extractfile(m).read())
+                        yield _Entry(PurePosixPath(member.name), member.size, partial(_member_bytes, tar, member))
         except (tarfile.TarError, EOFError, OSError) as error:
             raise DataError(f"{self} is not a readable folder or .tar(.gz) archive ({error}).") from error
+
+
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    if handle is None:
+        raise DataError(f"{member.name} is not a regular file of the archive.")
+    return handle.read()
 
 
 def _log_skipped(path: Source | Path, skipped: list[tuple[str, str]]) -> None:
@@ -93,7 +100,7 @@ def _log_skipped(path: Source | Path, skipped: list[tuple[str, str]]) -> None:
 Files = dict[str, list[tuple[str, PurePosixPath, np.ndarray | None]]]
 
 
-def _collect(path: Source | Path, image_size: int, limits: Limits) -> tuple[Files, list[str]]:
+def _collect(path: Source, image_size: int, limits: Limits) -> tuple[Files, list[str]]:
     """Per split, each image file as (class, name, decoded pixels or None if unreadable), in
     name order; what is not read is logged; the names of unreadable images."""
     files: Files = {split: [] for split in SPLITS}
@@ -185,25 +192,25 @@ def read_image_folder(path: str | Path, image_size: int = 32, limits: Limits = L
     """Read ``<split>/<class>/<image>`` images into uint8 arrays of shape (N, size, size, 3),
     one file at a time (each decoded and resized as it is read), within ``limits``. ``path``
     is local or any fsspec URL, reached with ``storage``."""
-    path = Source(path, storage)
-    if not path.exists():
+    source = Source(path, storage)
+    if not source.exists():
         raise DataError(
-            f"Image folder {path} does not exist. Create it with train/<class>/<image> and "
+            f"Image folder {source} does not exist. Create it with train/<class>/<image> and "
             "test/<class>/<image> files, or point the catalog entry image_folder "
             "(conf/base/catalog_ingestion.yml) at your images."
         )
-    files, unreadable = _collect(path, image_size, limits)
-    class_names = _check_classes(path, files)
+    files, unreadable = _collect(source, image_size, limits)
+    class_names = _check_classes(source, files)
     if unreadable:
         shown = ", ".join(unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
         raise DataError(
-            f"{path}: {len(unreadable)} image(s) cannot be read: {shown}. Remove or replace them."
+            f"{source}: {len(unreadable)} image(s) cannot be read: {shown}. Remove or replace them."
         )
     index = {name: i for i, name in enumerate(class_names)}
     arrays = {split: _stacked(files[split], index, image_size) for split in SPLITS if files[split]}
     val = arrays.get("val", (None, None))
     return RawImages(*arrays["train"], *arrays["test"], class_names,
-                     val_images=val[0], val_labels=val[1]).validate(str(path))
+                     val_images=val[0], val_labels=val[1]).validate(str(source))
 
 
 @dataclass(frozen=True)
@@ -225,19 +232,19 @@ def read_images(path: str | Path, image_size: int, limits: Limits = Limits(), st
     the names, uint8 (N, size, size, 3) images by :func:`fit_to_square`, and the files not
     read with why (not an image format, or unreadable). Refuses a missing or empty source.
     ``path`` is local or any fsspec URL, reached with ``storage``."""
-    path = Source(path, storage)
-    where = (f"Put the images to classify in {path} (a folder, sub-folders included, or a "
+    source = Source(path, storage)
+    where = (f"Put the images to classify in {source} (a folder, sub-folders included, or a "
              f".tar(.gz)), or name another place with --params predict.source=PATH.")
-    if not path.exists():
-        raise DataError(f"{path} does not exist. {where}")
+    if not source.exists():
+        raise DataError(f"{source} does not exist. {where}")
     names, images, skipped, total = [], [], [], 0
-    for entry in path.entries():
+    for entry in source.entries():
         if entry.name.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append((str(entry.name), NOT_AN_IMAGE))
             continue
         total += entry.size
-        _check_size(path, entry, total, limits)
-        pixels = _decode(path, entry, image_size, limits, fit_to_square)
+        _check_size(source, entry, total, limits)
+        pixels = _decode(source, entry, image_size, limits, fit_to_square)
         if pixels is None:
             skipped.append((str(entry.name), "cannot be read as an image"))
         else:
@@ -245,7 +252,7 @@ def read_images(path: str | Path, image_size: int, limits: Limits = Limits(), st
             images.append(pixels)
     if not names:
         found = f" ({len(skipped)} file(s), none an image of the formats read)" if skipped else ""
-        raise DataError(f"{path} holds no images to classify{found}. {where}")
+        raise DataError(f"{source} holds no images to classify{found}. {where}")
     order = np.argsort(names)
     return ([names[i] for i in order], np.stack(images)[order], sorted(skipped))
 

@@ -119,7 +119,7 @@ def splits_fingerprint(*splits: dict[str, np.ndarray]) -> str:
         for key in sorted(split):
             array = np.ascontiguousarray(split[key])
             digest.update(f"{key}{array.dtype}{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.data.cast("B"))
     return digest.hexdigest()[:16]
 
 

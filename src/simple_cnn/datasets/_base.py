@@ -53,7 +53,7 @@ class FileDataset(AbstractVersionedDataset):
     def _load_path(self) -> str:
         return get_filepath_str(self._get_load_path(), self._protocol)
 
-    def _write(self, write: Callable[[IO[bytes]], None]) -> None:
+    def _write(self, write: Callable[[IO[bytes]], object]) -> None:
         save_path = get_filepath_str(self._get_save_path(), self._protocol)
         temporary = save_path + ".partial"
         try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from kedro.io.core import DatasetError, Version
 
 from simple_cnn.datasets._base import FileDataset
+
+MmapMode = Literal["r", "r+", "w+", "c"]
 
 
 class NumpyDataset(FileDataset):
@@ -30,7 +32,7 @@ class NumpyDataset(FileDataset):
         self,
         *,
         filepath: str,
-        mmap_mode: str | None = None,
+        mmap_mode: MmapMode | None = None,
         compress: bool = False,
         version: Version | None = None,
         credentials: dict[str, Any] | None = None,
@@ -45,6 +47,11 @@ class NumpyDataset(FileDataset):
             )
         if mmap_mode is not None and suffix != "npy":
             raise DatasetError("NumpyDataset: mmap_mode works with .npy files only.")
+        if mmap_mode is not None and mmap_mode not in get_args(MmapMode):
+            raise DatasetError(
+                f"NumpyDataset: mmap_mode must be one of {', '.join(get_args(MmapMode))} "
+                f"(numpy.load's modes), got {mmap_mode!r}."
+            )
         self._suffix = suffix
         self._mmap_mode = mmap_mode
         self._compress = compress
@@ -78,4 +85,5 @@ class NumpyDataset(FileDataset):
         if not isinstance(data, dict) or not all(isinstance(v, np.ndarray) for v in data.values()):
             raise DatasetError("A .npz NumpyDataset saves a dict of {name: numpy array}.")
         writer = np.savez_compressed if self._compress else np.savez
-        self._write(lambda handle: writer(handle, **data))
+        arrays: dict[str, Any] = data
+        self._write(lambda handle: writer(handle, **arrays))

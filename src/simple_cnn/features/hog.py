@@ -37,7 +37,7 @@ def _pair(value, name: str) -> tuple[int, int]:
         raise ConfigError(f"{name} must be an int or a pair of ints, got {value!r}.") from None
     if len(pair) != 2 or min(pair) < 1:
         raise ConfigError(f"{name} must be one or two positive ints, got {value!r}.")
-    return pair  # type: ignore[return-value]
+    return pair[0], pair[1]
 
 
 def check_hog_options(
@@ -237,7 +237,7 @@ def hog_features(
     """
     images = np.asarray(images)
     colour = channel_axis is not None
-    if colour:
+    if channel_axis is not None:
         images = np.moveaxis(images, channel_axis if channel_axis < 0 else channel_axis + 1, -1)
     if images.ndim != (4 if colour else 3):
         raise ConfigError(

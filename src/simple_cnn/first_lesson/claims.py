@@ -133,6 +133,7 @@ def _cost_part(name: str, fit: dict[str, Any], level: float, params: Any) -> dic
     """The exact SVM: slope minus the quadratic threshold, above 0; the others: the slope inside
     the band."""
     found = slope_interval(fit, level)
+    out: dict[str, Any]
     if name in EXACT:
         q = params.quadratic_slope
         shifted = {**found, "mean": found["mean"] - q, "low": found["low"] - q, "high": found["high"] - q}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -57,7 +58,7 @@ class SvmCostParams(Model):
 
 def time_classifier(options: ClassifierParams, x: np.ndarray, y: np.ndarray,
                     x_predict: np.ndarray, sizes: list[int], repeats: int,
-                    seed: int) -> dict[str, list]:
+                    seed: int) -> dict[str, Any]:
     """Fit and predict seconds of one classifier at each size (``repeats`` times each); the
     first ``n`` rows of ``x`` are the training set of size ``n``. What the fits warned of
     (e.g. a kernel map with more components than rows) is kept in ``warnings``, once each."""
@@ -96,7 +97,7 @@ def per_size(n: list[int], seconds: list[float]) -> tuple[list[int], list[float]
     return sizes, [float(np.mean([t for m, t in zip(n, seconds) if m == size])) for size in sizes]
 
 
-def fit_slope(n: list[float], seconds: list[float], alpha: float = 0.05) -> dict[str, Any]:
+def fit_slope(n: Sequence[float], seconds: list[float], alpha: float = 0.05) -> dict[str, Any]:
     """The power law's exponent ``b`` of ``seconds = a n^b``: slope, standard error, its
     ``1 - alpha`` interval and degrees of freedom."""
     from scipy import stats

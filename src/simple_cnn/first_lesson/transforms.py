@@ -25,7 +25,7 @@ import numpy as np
 
 Kind = Literal["rotation", "brightness", "contrast", "shift"]
 Fill = Literal["reflection", "border", "zeros"]
-UNITS: dict[str, str] = {"rotation": "degrees", "brightness": "factor", "contrast": "factor",
+UNITS: dict[Kind, str] = {"rotation": "degrees", "brightness": "factor", "contrast": "factor",
                          "shift": "pixels"}
 IDENTITY: dict[str, float] = {"rotation": 0.0, "brightness": 1.0, "contrast": 1.0, "shift": 0.0}
 DIRECTIONS = np.array([(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)])

@@ -56,7 +56,8 @@ class SimpleCNN(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig()) -> None:
         super().__init__()
         self.config = config
-        blocks, c_in = [], config.in_channels
+        blocks: list[nn.Module] = []
+        c_in: int = config.in_channels
         for width in config.widths:
             blocks.append(ConvBlock(c_in, width, config))
             c_in = width
@@ -71,9 +72,11 @@ class SimpleCNN(nn.Module):
         )
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nonlinearity = "leaky_relu" if config.activation == "leaky_relu" else "relu"
-                nn.init.kaiming_normal_(module.weight, a=config.negative_slope if nonlinearity == "leaky_relu" else 0,
-                                        mode="fan_out", nonlinearity=nonlinearity)
+                if config.activation == "leaky_relu":
+                    nn.init.kaiming_normal_(module.weight, a=config.negative_slope, mode="fan_out",
+                                            nonlinearity="leaky_relu")
+                else:
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

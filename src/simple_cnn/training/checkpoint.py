@@ -87,9 +87,12 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
     return "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {wanted.get(k)!r}" for k in keys)
 
 
-def load_checkpoint(path: Path, model_config: dict[str, Any],
+def load_checkpoint(path: Path | None, model_config: dict[str, Any],
                     signature: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint at ``path``, if it continues a run of this model, settings and data."""
+    if path is None:
+        raise ConfigError("cnn.training.resume is true but this run keeps no checkpoint: pass "
+                          "checkpoint_path (the pipeline's is the catalog entry cnn_checkpoint).")
     if not path.exists():
         raise ConfigError(
             f"cnn.training.resume is true but there is no checkpoint at {path}. Train once "

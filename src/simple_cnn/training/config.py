@@ -4,16 +4,16 @@ Light (no torch at import), like every module of parameters: the device is ``dev
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from simple_cnn.errors import ConfigError
-from simple_cnn.params import Choice, Float, Int, Model, invalid
+from simple_cnn.params import WORD, Float, Int, Model, invalid
 
 PREFIX = "cnn.training"
 SEED_RANGE = (0, 2**32 - 1)  # what NumPy's and torch's generators accept
-AmpMode = Choice("auto", "fp16", "bf16", "off")  # `amp: off` in YAML arrives as False
+AmpMode = Annotated[Literal["auto", "fp16", "bf16", "off"], WORD]  # `amp: off` arrives as False
 
 
 class DistributedConfig(Model):

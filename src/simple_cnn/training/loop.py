@@ -131,7 +131,7 @@ def _fit(world: World, model, train_images, train_labels, val_images, val_labels
         stop = _update_best(run, epoch, row["val_accuracy"], has_val=len(val_y) > 0)
         _keep_at_epoch_end(run, epoch)
         if world.main and checkpoint_path is not None:
-            _checkpoint(run, model_config, signature)
+            _checkpoint(run, checkpoint_path, model_config, signature)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if stop:
@@ -161,9 +161,10 @@ def _epoch_row(run: TrainingRun, epoch: int, images: torch.Tensor, labels: torch
     return run.world.from_main({**row, **evaluate(run, val_x, val_y)} if run.world.main else None)
 
 
-def _checkpoint(run: TrainingRun, model_config: dict[str, Any], signature: dict[str, Any]) -> None:
-    """Everything a resumed run needs, written atomically to the run's checkpoint."""
-    save_checkpoint(run.checkpoint_path, {
+def _checkpoint(run: TrainingRun, path: Path, model_config: dict[str, Any],
+                signature: dict[str, Any]) -> None:
+    """Everything a resumed run needs, written atomically to ``path``."""
+    save_checkpoint(path, {
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
         "state": asdict(run.state), "model_config": model_config, "signature": signature,
@@ -263,13 +264,16 @@ def _keep_at_epoch_end(run: TrainingRun, epoch: int) -> None:
     and, once the run is finished (the last epoch, or early stopping), for every later one."""
     done = min(epoch * run.steps_per_epoch, run.total_steps)
     for step in run.keep_at:
-        if step <= done or run.state.finished:
+        if (step <= done or run.state.finished) and run.state.best_state is not None:
             run.state.kept.setdefault(step, run.state.best_state)
 
 
 def _result(run: TrainingRun, has_val: bool, device: torch.device, amp_dtype) -> FitResult:
     state = run.state
-    history = copy.deepcopy(state.history)
+    if state.best_state is None:
+        raise RuntimeError(f"No epoch of this run had a finite validation accuracy "
+                           f"({state.history.get('val_accuracy')}), so there are no best weights.")
+    history: dict[str, Any] = copy.deepcopy(state.history)
     history.update(world_size=run.world.size, global_batch_size=run.config.batch_size,
                    best_epoch=state.best_epoch,
                    best_val_accuracy=state.best_accuracy if has_val else None,

@@ -52,7 +52,7 @@ class TrainingRun:
     """One training run's parts: what each epoch, evaluation and checkpoint works with."""
 
     model: nn.Module
-    step_model: nn.Module  # the compiled model when config.compile, else ``model``
+    step_model: Callable[..., Any]  # the compiled model when config.compile, else ``model``
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler

@@ -29,7 +29,7 @@ from simple_cnn.training.state import Totals, TrainingRun
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -175,13 +175,21 @@ def _optimiser_step(run: TrainingRun, loss: torch.Tensor) -> torch.Tensor:
     """Backward, step and schedule; 1 (a device tensor) if GradScaler skipped the step."""
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
-    scale_before = run.scaler._get_scale_async().clone() if run.scaler.is_enabled() else None
+    scale_before = _scale(run.scaler).clone() if run.scaler.is_enabled() else None
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
     if scale_before is None:
         return torch.zeros((), device=loss.device)
-    return (run.scaler._get_scale_async() < scale_before).float()
+    return (_scale(run.scaler) < scale_before).float()
+
+
+def _scale(scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """The loss scale as a device tensor: ``get_scale()`` would read it to the host (a sync)."""
+    scale = scaler._get_scale_async()
+    if scale is None:
+        raise RuntimeError("GradScaler has no scale before its first scale(); call it after backward.")
+    return scale
 
 
 def plain_copy(model: nn.Module) -> nn.Module:

@@ -78,7 +78,7 @@ def plot_cnn_feature_maps(cnn_model: dict[str, Any], test_split: Split, params: 
     run = inference.inference(cnn_model, "cpu")
     layer, n_images = params.plots.feature_map_layer, params.plots.n_feature_map_images
     images = test_split["images"][:n_images]
-    captured = {}
+    captured: dict[str, torch.Tensor] = {}
     module = dict(run.model.named_modules())[layer]
     handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("maps", o))
     with torch.no_grad():

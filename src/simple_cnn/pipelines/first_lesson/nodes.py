@@ -105,7 +105,7 @@ def measure_svm_cost_scaling(
     """Fit and predict seconds of each classifier of ``first_lesson.svm_cost`` on growing
     parts of the scaled training features, and the fitted slopes."""
     x = feature_scaler.transform(svm_train_features["features"])
-    options = {name: getattr(hog_svm_params, name) for name in params.svm_cost.classifiers}
+    options: dict[str, Any] = {name: getattr(hog_svm_params, name) for name in params.svm_cost.classifiers}
     return cost_scaling(x, svm_train_features["labels"], options, params.svm_cost, params.alpha)
 
 

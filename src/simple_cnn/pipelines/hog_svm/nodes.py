@@ -28,7 +28,7 @@ def extract_svm_features(
     if params.train_on_flips:
         train_images = np.concatenate([train_images, train_images[:, :, ::-1]])
         train_labels = np.concatenate([train_labels, train_labels])
-    outputs = tuple(
+    train, val, test = (
         {"features": extract_features(images, config), "labels": labels}
         for images, labels in ((train_images, train_labels),
                                (val_split["images"], val_split["labels"]),
@@ -37,13 +37,13 @@ def extract_svm_features(
     report = {
         "features": config.kind,
         "feature_settings": config.describe(),
-        "n_features": int(outputs[0]["features"].shape[1]),
-        "n_images": int(sum(len(o["labels"]) for o in outputs)),
+        "n_features": int(train["features"].shape[1]),
+        "n_images": int(sum(len(split["labels"]) for split in (train, val, test))),
         "feature_seconds": time.perf_counter() - started,
     }
     logger.info("Extracted %d %s features per image from %d images in %.1f s.",
                 report["n_features"], config.kind, report["n_images"], report["feature_seconds"])
-    return (*outputs, report)
+    return train, val, test, report
 
 
 def fit_feature_scaler(svm_train_features: Split) -> Any:

@@ -46,7 +46,7 @@ def split_train_val(
     take the source's own validation split, an image folder's ``val/``)."""
     test = {"images": raw_images.test_images, "labels": raw_images.test_labels}
     train = {"images": raw_images.train_images, "labels": raw_images.train_labels}
-    if raw_images.val_images is not None:
+    if raw_images.val_images is not None and raw_images.val_labels is not None:
         logger.info("Using the source's own validation split (%d images); ingestion.val_size "
                     "is not used.", len(raw_images.val_labels))
         val = {"images": raw_images.val_images, "labels": raw_images.val_labels}

@@ -35,10 +35,10 @@ def classify_images(cnn_model: dict[str, Any], predict_images: ImageFiles,
     rows = inference.prediction_rows(names, top, version)
     logger.info("Classified %d image(s) from %s with cnn_model %s.", len(rows), params.source,
                 version or "(unversioned)")
-    shown = params.contact_sheet_images
+    on_sheet = params.contact_sheet_images
     sheet = plots.contact_sheet(
-        images[:shown], [f"{n.rsplit('/', 1)[-1][:18]}\n{p[0][0]} {p[0][1]:.0%}"
-                         for n, p in zip(names[:shown], top[:shown])],
+        images[:on_sheet], [f"{n.rsplit('/', 1)[-1][:18]}\n{p[0][0]} {p[0][1]:.0%}"
+                            for n, p in zip(names[:on_sheet], top[:on_sheet])],
         f"{len(rows)} image(s) classified by cnn_model {version or ''}".strip())
     unread = [{"file": name, "why": why} for name, why in skipped]
     return pd.DataFrame(rows), unread, sheet
