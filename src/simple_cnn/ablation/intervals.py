@@ -10,8 +10,8 @@
 - **Exact sign flips** (``scipy.stats.permutation_test``, every sign pattern) where the
   differences cannot be treated as normal: no spread at all, or at most two distinct values
   (a 0/1 metric such as ``diverged``). The interval is the inversion of the two one-sided
-  sign-flip tests; with few seeds it is unbounded (``-inf``/``inf``): 3 seeds cannot reach
-  a level below 1/8 whatever the differences.
+  sign-flip tests; with few seeds it is unbounded (``-inf``/``inf``): ``n`` seeds cannot reach
+  a two-sided level below ``2 / 2^n`` (1/8 with 4) whatever the differences.
 """
 
 from __future__ import annotations
