@@ -238,6 +238,8 @@ def test_the_cost_claim_is_tested_as_its_sentence_says():
                                             "kernel_approx": (1.25, 0.3)}), lesson())
     parts = {p["part"]: p["verdict"] for p in verdicts["parts"] if p["claim"] == "svm_cost"}
     assert parts == {"rbf_svc": "contradicted", "linear_svc": "contradicted", "kernel_approx": "inconclusive"}
+    exact = next(p for p in verdicts["parts"] if p["part"] == "rbf_svc")
+    assert exact["reason"].startswith("slope 1.90 [") and exact["reason"].endswith("the interval lies below 2")
     looser = claims.judge(*_same(), cost({"rbf_svc": (1.9, 0.02), "linear_svc": (1.0, 0.02),
                                           "kernel_approx": (1.0, 0.02)}), lesson(quadratic_slope=1.8))
     assert looser["claims"]["svm_cost"]["verdict"] == "supported"

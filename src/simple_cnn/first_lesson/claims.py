@@ -148,8 +148,16 @@ def _cost_part(name: str, fit: dict[str, Any], level: float, params: Any) -> dic
                slope_interval=[found["low"], found["high"]])
     out["verdict"] = part_verdict(out["interval"]["low"], out["interval"]["high"], out["expect"],
                                   0.0, 0.0, tuple(out.get("band", ())) or None)
-    out["reason"] = reason(out["verdict"], out, "")
+    out["reason"] = (_exact_reason(out["verdict"], fit["slope"], found, params.quadratic_slope)
+                     if name in EXACT else reason(out["verdict"], out, "slope"))
     return out
+
+
+def _exact_reason(verdict: str, slope: float, found: dict[str, Any], threshold: float) -> str:
+    """The exact SVM's verdict in words, on the slope itself (not its distance to the threshold)."""
+    where = {"supported": f"above {threshold:g}", "contradicted": f"below {threshold:g}"}.get(
+        verdict, f"reaches {threshold:g}: neither surely above nor below it")
+    return f"slope {slope:.2f} [{found['low']:.2f}, {found['high']:.2f}]: the interval lies {where}"
 
 
 def _claim(name: str, statement: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
