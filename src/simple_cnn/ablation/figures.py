@@ -42,23 +42,26 @@ def forest(summary: dict[str, Any]) -> Figure:
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(mine)), [f"{n}{' [A/A]' if s['control'] else ''}: {p['metric'].replace('_', ' ')}"
                                          for n, s, p in reversed(mine)], fontsize=8)
-        ax.set_ylim(-0.7, max(1, len(mine)) - 0.3)
+        ax.set_ylim(-0.8, max(1, len(mine)) - 0.3)
         ax.set_xlabel(f"effect in the claimed direction ({unit}); shaded: within the minimum "
                       "effect (inside the margin: no meaningful difference)", fontsize=8)
-    axes[0].set_title("Each claim's effect: thick, the interval the verdict used (both corrections); "
-                      "thin, the raw 95 % one", fontsize=9)
+    axes[0].set_title("Each claim's effect: thick, the interval its verdict used (the family's and "
+                      "the looks' level); thin, below it, the raw 95 % one", fontsize=9)
     return fig
 
 
 def _interval_row(ax, y: float, part: dict[str, Any], colour: str) -> None:
-    for found, width in ((part["raw_interval"], 1), (part["interval"], 3)):
+    """The verdict's interval (thick, with the mean) on the row; the raw 95 % one (thin, with
+    end ticks) just below it, where it stays visible although it is the narrower."""
+    for found, width, offset in ((part["interval"], 3, 0.0), (part["raw_interval"], 1, -0.22)):
         if found is None:
             continue
-        mean = found["mean"]
         low = found["low"] if found["low"] is not None else ax.get_xlim()[0]
         high = found["high"] if found["high"] is not None else ax.get_xlim()[1]
-        ax.plot([low, high], [y, y], color=colour, linewidth=width, solid_capstyle="butt")
-        ax.plot(mean, y, "o", color=colour)
+        ax.plot([low, high], [y + offset] * 2, color=colour, linewidth=width, solid_capstyle="butt",
+                marker="|" if width == 1 else None, markersize=6)
+        if width == 3:
+            ax.plot(found["mean"], y, "o", color=colour)
 
 
 def effect_along_budget(study: dict[str, Any], name: str) -> Figure:
