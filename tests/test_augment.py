@@ -192,10 +192,8 @@ def test_each_preset_is_made_of_what_the_readme_lists():
     assert (blur.p, blur.sigma) == (0.3, (0.1, 2.0))
     for preset in ("medium", "heavy"):
         rotation, erasing = parts(preset).before_normalize, parts(preset).after_normalize
-        assert (rotation.p, rotation.flags["resample"].name, str(rotation._param_generator)) == (
-            1.0, "NEAREST", "degrees=10.0")
-        assert (erasing.p, str(erasing._param_generator)) == (
-            0.5, "scale=(0.02, 0.2), resize_to=(0.3, 3.3), value=0.0")
+        assert rotation.degrees == (-10.0, 10.0)  # every image, nearest (see the rotation tests)
+        assert (erasing.p, erasing.scale, erasing.ratio, erasing.value) == (0.5, (0.02, 0.2), (0.3, 3.3), 0.0)
     cutmix, mixup = parts("heavy").batch_mix.transforms
     assert (type(cutmix).__name__, cutmix.num_classes, type(mixup).__name__, mixup.num_classes) == (
         "CutMix", 7, "MixUp", 7)
@@ -225,3 +223,45 @@ def test_the_random_blur_is_a_gaussian_blur_per_image_and_leaves_the_others_alon
             torch.testing.assert_close(blurred[i:i + 1], reference, atol=1e-5, rtol=1e-5)
         else:
             torch.testing.assert_close(blurred[i], images[i])
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (24, 40)])
+def test_rotation_is_torchvisions_rotate_per_image(shape):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    from simple_cnn.augment import rotate
+
+    images = torch.rand(5, 3, *shape, generator=torch.Generator().manual_seed(0))
+    angles = torch.tensor([0.0, 7.0, -10.0, 30.0, 90.0])
+    expected = torch.stack([TF.rotate(image, float(angle), interpolation=InterpolationMode.NEAREST)
+                            for image, angle in zip(images, angles)])
+    assert torch.equal(rotate(images, angles), expected)
+
+
+def test_the_rotation_preset_draws_an_angle_per_image_within_its_range():
+    from simple_cnn.augment import RandomRotate
+
+    torch.manual_seed(0)
+    pixel = torch.zeros(200, 1, 33, 33)
+    pixel[:, :, 16, 28] = 1.0  # 12 px right of the centre
+    moved = RandomRotate((-10.0, 10.0))(pixel)
+    y, x = (moved[:, 0] == 1.0).nonzero()[:, 1:].float().T
+    angle = torch.rad2deg(torch.atan2(16 - y, x - 16))  # counter-clockwise, y down
+    assert angle.abs().max() <= 10.5 and angle.std() > 3  # per image, spread over the range
+
+
+def test_erasing_sets_one_rectangle_of_the_stated_area_in_about_p_of_the_images():
+    from simple_cnn.augment import RandomErase
+
+    torch.manual_seed(0)
+    out = RandomErase(scale=(0.02, 0.2), value=0.0, p=0.5)(torch.ones(2000, 3, 32, 32))
+    erased = out[:, 0] == 0
+    assert torch.equal(erased, (out == 0).all(1))  # every channel alike
+    hit = erased.any(dim=(1, 2))
+    assert 0.45 < hit.float().mean() < 0.55
+    rows, cols = erased.any(2), erased.any(1)
+    for image in torch.nonzero(hit)[:200, 0]:
+        height, width = int(rows[image].sum()), int(cols[image].sum())
+        assert int(erased[image].sum()) == height * width  # one filled rectangle
+        assert 0.01 * 1024 <= height * width <= 0.22 * 1024

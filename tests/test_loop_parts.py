@@ -584,3 +584,33 @@ def test_the_first_non_finite_place_is_named_parameters_then_activations_then_gr
     backwards = nn.Sequential(tiny(), nn.Identity())
     backwards[1].forward = _InfGradient.apply  # finite forward, inf gradient backward
     assert first_non_finite_layer(backwards, x, y, loss_fn, autocast) == "gradients of 1 (Identity)"
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_fused_sgd_survives_a_skipped_first_step_and_otherwise_steps_as_plain_sgd(momentum):
+    """GradScaler skips a step whose gradients overflow (fp16's first steps often do). Fused SGD
+    made its momentum buffers with empty_like at its first step and never filled them when
+    that step was skipped; the optimiser the loop builds keeps them finite, and without a skip
+    it takes the very steps plain SGD takes."""
+    config = TrainConfig(lr=0.1, momentum=momentum, nesterov=momentum > 0, weight_decay=0.0)
+
+    def run(fused: bool, skip_first: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Linear(50, 3)
+        junk = [torch.full((50, 3), float("nan")) for _ in range(20)]  # memory empty_like may reuse
+        del junk
+        optimiser = make_optimizer(model, config, fused=fused)
+        scaler = torch.amp.GradScaler("cpu")
+        for step in range(3):
+            optimiser.zero_grad()
+            scaler.scale(model(torch.ones(4, 50)).sum()).backward()
+            if step == 0 and skip_first:
+                model.weight.grad.mul_(float("inf"))
+            scaler.step(optimiser)
+            scaler.update()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    skipped = run(fused=True, skip_first=True)
+    assert torch.isfinite(skipped).all()
+    assert torch.allclose(skipped, run(fused=False, skip_first=True), atol=1e-6)
+    assert torch.allclose(run(fused=True, skip_first=False), run(fused=False, skip_first=False), atol=1e-6)

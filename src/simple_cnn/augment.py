@@ -12,8 +12,11 @@ would give every image the same crop):
 - random crop with padding and horizontal flip, the cheap pair most presets use, is one
   gather with per-image offsets and flips (as in cifar10-airbench);
 - a resized crop and flip is one ``grid_sample`` with a per-image affine map;
-- colour jitter, blur, rotation and erasing are ``kornia.augmentation`` modules, which sample
-  per-image parameters and filter/warp the batch on any device;
+- rotation is one ``grid_sample`` with a per-image rotation, erasing one mask, blur one grouped
+  convolution; colour jitter is ``kornia.augmentation``'s (in a fixed order). Each draws its
+  parameters on the batch's device and reads nothing back (kornia's rotation, erasing and blur
+  kept numbers on the host: synchronisations in every GPU step, found by
+  ``benchmarks/gpu_check.py`` on an H200);
 - CutMix and MixUp are batch transforms by design: ``v2.CutMix`` / ``v2.MixUp``.
 
 Presets: ``none`` (only normalisation), ``standard`` (crop 4 px + flip), ``seed``
@@ -110,13 +113,69 @@ class RandomBlur(nn.Module):
         taps = torch.exp(-torch.arange(-1, 2, device=device, dtype=dtype).square() / (2 * sigma.square()))
         taps = taps / taps.sum(1, keepdim=True)
         kernels = taps[:, :, None] * taps[:, None, :]  # (n, 3, 3), separable
-        identity = torch.zeros(3, 3, device=device, dtype=dtype)
-        identity[1, 1] = 1.0
+        identity = (torch.arange(9, device=device) == 4).to(dtype).view(3, 3)  # no host scalar
         blurred = torch.rand(n, 1, 1, device=device) < self.p
         kernels = torch.where(blurred, kernels, identity)
         weight = kernels.repeat_interleave(c, 0)[:, None]  # one kernel per image and channel
         padded = F.pad(images.reshape(1, n * c, h, w), (1, 1, 1, 1), mode="reflect")
         return F.conv2d(padded, weight, groups=n * c).reshape(n, c, h, w)
+
+
+class RandomRotate(nn.Module):
+    """Per-image rotation by an angle drawn uniformly in ``degrees`` (counter-clockwise, as
+    ``torchvision``'s ``rotate``), nearest neighbour, zeros outside: one ``grid_sample``.
+    Written here because kornia's ``RandomRotation`` keeps its angle range on the host, so on a
+    GPU every batch's angles were copied back to it (a synchronisation in every step)."""
+
+    def __init__(self, degrees: tuple[float, float]) -> None:
+        super().__init__()
+        self.degrees = degrees
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        angle = torch.empty(n, device=images.device, dtype=torch.float32).uniform_(*self.degrees)
+        return rotate(images, angle)
+
+
+def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Each image rotated about its centre by its own angle (counter-clockwise, in degrees)."""
+    n, _, h, w = images.shape
+    radians = torch.deg2rad(degrees.to(torch.float32))
+    cos, sin = radians.cos(), radians.sin()
+    # output pixel -> where it is read in the input, in grid_sample's [-1, 1] units per axis
+    theta = torch.stack([torch.stack([cos, -sin * h / w, torch.zeros_like(cos)], 1),
+                         torch.stack([sin * w / h, cos, torch.zeros_like(cos)], 1)], 1)
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+class RandomErase(nn.Module):
+    """Per image, with probability ``p``, one rectangle set to ``value``: its area a fraction
+    ``scale`` of the image's, its aspect ratio log-uniform in ``ratio``, its position uniform
+    (``torchvision``'s RandomErasing rule, clipped to the image instead of redrawn), as one
+    mask over the batch. Written here because kornia's ``RandomErasing`` samples on its host
+    tensors: four synchronisations in every step on a GPU."""
+
+    def __init__(self, scale: tuple[float, float], ratio: tuple[float, float] = (0.3, 3.3),
+                 value: float = 0.0, p: float = 0.5) -> None:
+        super().__init__()
+        self.scale, self.ratio, self.value, self.p = scale, ratio, value, p
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        device = images.device
+        area = torch.empty(n, device=device).uniform_(*self.scale) * (h * w)
+        aspect = torch.empty(n, device=device).uniform_(math.log(self.ratio[0]), math.log(self.ratio[1])).exp()
+        height = (area * aspect).sqrt().round().clamp(1, h)
+        width = (area / aspect).sqrt().round().clamp(1, w)
+        top = (torch.rand(n, device=device) * (h - height + 1)).floor().view(n, 1, 1)
+        left = (torch.rand(n, device=device) * (w - width + 1)).floor().view(n, 1, 1)
+        rows = torch.arange(h, device=device).view(1, h, 1)
+        cols = torch.arange(w, device=device).view(1, 1, w)
+        inside = ((rows >= top) & (rows < top + height.view(n, 1, 1))
+                  & (cols >= left) & (cols < left + width.view(n, 1, 1)))
+        erased = inside & (torch.rand(n, 1, 1, device=device) < self.p)
+        return images.masked_fill(erased.unsqueeze(1), self.value)
 
 
 class BatchAugment(nn.Module):
@@ -159,8 +218,8 @@ class BatchAugment(nn.Module):
                 RandomBlur(sigma=(0.1, 2.0), p=0.3),
             )
         if preset in ("medium", "heavy"):
-            self.before_normalize = K.RandomRotation(10.0, resample="nearest", p=1.0)
-            self.after_normalize = K.RandomErasing(scale=(0.02, 0.2), value=0.0, p=0.5)
+            self.before_normalize = RandomRotate((-10.0, 10.0))
+            self.after_normalize = RandomErase(scale=(0.02, 0.2), value=0.0, p=0.5)
         if preset == "heavy":
             self.batch_mix = v2.RandomChoice([
                 v2.CutMix(num_classes=num_classes), v2.MixUp(num_classes=num_classes)

@@ -62,9 +62,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig, fused: bool = False) -
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                               nesterov=config.nesterov, fused=fused or None)
+        sgd = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                              nesterov=config.nesterov, fused=fused or None)
+        if fused and config.momentum > 0:
+            zero_momentum(sgd)
+        return sgd
     return torch.optim.AdamW(groups, lr=config.lr, fused=fused or None)
+
+
+def zero_momentum(sgd: torch.optim.SGD) -> None:
+    """Momentum buffers of zeros before the first step. Fused SGD makes them with
+    ``empty_like`` at its first step and fills them in the kernel, which a step that GradScaler
+    skips (fp16's first steps often overflow) never runs: the next step then reads
+    uninitialised memory (found by ``benchmarks/gpu_check.py``'s overflow stage on an H200).
+    With zeros the first step is the same (no dampening: ``buf = momentum * 0 + grad``)."""
+    for group in sgd.param_groups:
+        for parameter in group["params"]:
+            sgd.state[parameter]["momentum_buffer"] = torch.zeros_like(parameter)
 
 
 def fit(
