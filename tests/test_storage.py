@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import free_port, make_project
+from tests.conftest import free_port, make_project, stop_server
 
 pytestmark = pytest.mark.slow
 BUCKET = "lab"
@@ -51,12 +50,7 @@ def s3_endpoint():
                      region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
+        stop_server(server)
 
 
 def credentials(endpoint: str) -> dict:

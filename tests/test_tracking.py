@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 
 from simple_cnn.errors import TrackingError
 from simple_cnn.tracking import SWITCH, records, store
-from tests.conftest import PROJECT_ROOT, free_port, make_project, project_command, raw_params
+from tests.conftest import PROJECT_ROOT, free_port, make_project, project_command, raw_params, stop_server
 
 STUDY = "ablation.activation_lr"
 NESTED = [f"{STUDY}.round_1.leaky.seed_0", f"{STUDY}.round_1.leaky.seed_1"]  # node namespaces
@@ -162,7 +161,7 @@ def test_the_ui_server_serves_the_runs_to_a_client(tracked):
         direct = {r.info.run_id: r.data.metrics for r in runs(client(tracked))}
         assert over_rest == direct and len(direct) == 5
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 @pytest.mark.slow
@@ -218,7 +217,7 @@ def test_the_served_model_answers_over_http_what_the_predict_pipeline_writes(tra
         assert refused.value.code == 400
         assert "row 'notes.txt': the bytes are not an image" in refused.value.read().decode()
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 def _post(url: str, body: dict) -> dict:
@@ -226,16 +225,6 @@ def _post(url: str, body: dict) -> dict:
                                      {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop a server started in its own session, and its workers, and wait for it."""
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=15)
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, seconds: float) -> None:
