@@ -73,27 +73,27 @@ def t_interval(d: np.ndarray, level: float, image_variance: float = 0.0) -> Inte
 def sign_flip_interval(d: np.ndarray, level: float) -> tuple[float, float]:
     """The values ``delta`` not rejected by either one-sided sign-flip test of ``d - delta`` at
     ``level / 2``: the lower end is where "mean > delta" stops being significant."""
-    low = _bound(d, level / 2, "greater")
-    high = -_bound(-d, level / 2, "greater")
+    low = _bound(d, level / 2)
+    high = -_bound(-d, level / 2)
     return low, high
 
 
-def _bound(d: np.ndarray, tail: float, alternative: str) -> float:
+def _bound(d: np.ndarray, tail: float) -> float:
     """The largest ``delta`` with ``p(mean(d - delta) > 0) <= tail`` (-inf if none)."""
     span = float(np.ptp(d)) or max(1.0, float(np.abs(d).max()))
     lowest = float(d.min()) - 4 * span
-    if _p(d - lowest, alternative) > tail:
+    if _p(d - lowest) > tail:
         return -math.inf
     top = float(d.max())
-    if _p(d - top, alternative) <= tail:  # only when every difference is the same
+    if _p(d - top) <= tail:  # only when every difference is the same
         return top
     for _ in range(60):  # bisection: p rises as delta does
         middle = (lowest + top) / 2
-        lowest, top = (middle, top) if _p(d - middle, alternative) <= tail else (lowest, middle)
+        lowest, top = (middle, top) if _p(d - middle) <= tail else (lowest, middle)
     return lowest
 
 
-def _p(x: np.ndarray, alternative: str) -> float:
+def _p(x: np.ndarray) -> float:
     """The exact (or, above 14 seeds, seeded Monte Carlo) one-sided sign-flip p of mean(x) > 0."""
     from scipy import stats
 
@@ -101,7 +101,7 @@ def _p(x: np.ndarray, alternative: str) -> float:
         return 2.0 ** -len(x) if x[0] > 0 else 1.0
     resamples = np.inf if len(x) <= _EXACT_UP_TO else 20_000
     result = stats.permutation_test((x,), np.mean, permutation_type="samples", vectorized=True,
-                                    n_resamples=resamples, alternative=alternative,
+                                    n_resamples=resamples, alternative="greater",
                                     rng=np.random.default_rng(0))
     return float(result.pvalue)
 

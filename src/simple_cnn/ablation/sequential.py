@@ -159,7 +159,7 @@ def decision(name: str, rows: list[dict[str, Any]], ablation: AblationParams, lo
         raise ValueError(f"ablation.{name}: the rows of the first {look} round(s) are not all there; "
                          "a round runs only after the rounds before it")
     last = read["last"]
-    used = {seed for seed in ablation.seeds_of(name)[: last["seeds"]]}
+    used = set(ablation.seeds_of(name)[: last["seeds"]])
     made_from = sorted(r.get("fingerprint") or "" for r in rows
                        if not r.get("skipped") and r["seed"] in used)
     return {"study": name, "after_look": look, "open": read["open"], "verdict": last["verdict"],
