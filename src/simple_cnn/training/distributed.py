@@ -23,6 +23,7 @@ import os
 import pickle
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +241,11 @@ def _worker(entry: Callable[..., Any], args: tuple, backend: str, threads: int |
     outcome = Path(outcomes) / f"rank_{rank}"
     try:
         result = entry(*args)
-    except (PeerStopped, SignalException):  # stopped for a peer's error, or by the launcher
+    except PeerStopped:  # stopped for a peer's error: let the peer keep it first
+        outcome.with_suffix(".stopped").touch()
+        _wait_for_a_report(Path(outcomes), PEER_REPORT_WAIT)
+        raise
+    except SignalException:  # stopped by the launcher
         outcome.with_suffix(".stopped").touch()
         raise
     except BaseException as error:  # kept for the parent, which raises it in the node
@@ -251,16 +256,30 @@ def _worker(entry: Callable[..., Any], args: tuple, backend: str, threads: int |
     return result
 
 
+PEER_REPORT_WAIT = 60.0
+"""Seconds a rank stopped by a peer's error waits for that peer to keep it: the launcher stops
+every rank as soon as one exits, and the peer may still be searching for the error's place."""
+
+
+def _wait_for_a_report(outcomes: Path, seconds: float) -> None:
+    """Return once some rank has kept its error in ``outcomes`` (or after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while not any(outcomes.glob("rank_*.pickle")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _keep(error: BaseException, path: Path) -> None:
-    """Pickle ``error`` for the parent; one that does not survive the round trip as its type
-    and message."""
+    """Pickle ``error`` for the parent, whole or not at all (a rank waiting for it exits as soon
+    as the file is there); one that does not survive the round trip as its type and message."""
     try:
         data = pickle.dumps(error)
         pickle.loads(data)
     except Exception:
         data = pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"))
+    partial = path.with_name(path.name + ".part")
     with contextlib.suppress(OSError):
-        path.write_bytes(data)
+        partial.write_bytes(data)
+        os.replace(partial, path)
 
 
 STOPPED = ("; the other processes were stopped. The last complete checkpoint is kept (resume "
